@@ -1,0 +1,740 @@
+"""The composition root: wires registry, engine, runner, store and control socket.
+
+``Daemon`` owns the lifecycle — start-up and crash recovery, the main loop
+(sleep until the engine's next deadline or an event), live reloads, and the
+three-phase graceful shutdown.  It makes no scheduling decisions itself:
+those are :class:`cronhub.engine.Engine`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Coroutine, Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cronhub import __version__
+from cronhub.clock import Clock, SystemClock
+from cronhub.control import ControlServer, PeerCred
+from cronhub.engine import Action, Engine, RecordSkip, StartRun
+from cronhub.errors import (
+    ConfigError,
+    CronhubError,
+    DaemonAlreadyRunning,
+    JobBusy,
+    JobNotFound,
+    ProtocolError,
+)
+from cronhub.logs import configure_logging
+from cronhub.model import (
+    JobSpec,
+    Registry,
+    RunRecord,
+    RunRequest,
+    RunResult,
+    RunStatus,
+    Schedule,
+)
+from cronhub.pidlock import PidLock
+from cronhub.protocol import PROTOCOL_VERSION, Request
+from cronhub.registry import job_config, load_registry
+from cronhub.runner import Runner, RunHandle, kill_stale, set_child_subreaper
+from cronhub.schedule import describe
+from cronhub.sdnotify import Notifier
+from cronhub.store import Store, StoreService
+from cronhub.views import iso, job_status_json, run_json
+from cronhub.watch import watch_registry
+
+log = logging.getLogger("cronhub.daemon")
+
+MAX_SLEEP_S = 30.0
+"""Longest the main loop sleeps, so a suspend/resume is noticed within this."""
+RETENTION_EVERY_S = 86_400.0
+PRUNE_BATCH = 500
+INSERT_WAIT_S = 2.0
+"""How long a start waits for its ``running`` row to commit before spawning anyway."""
+
+
+def run_daemon(
+    config_path: str, *, log_level: str | None = None, socket: str | None = None
+) -> int:
+    """Run the daemon in the foreground until SIGTERM/SIGINT; return the exit code."""
+    try:
+        configure_logging(log_level)
+    except ConfigError as exc:
+        print(f"cronhub: {exc}", file=sys.stderr)
+        return 2
+    environ = dict(os.environ)
+    try:
+        registry = load_registry(config_path, environ=environ)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            log.error("%s", issue)
+        log.error("not starting: %s has errors (check it with `cronhub validate`)", config_path)
+        return 2
+    for warning in registry.warnings:
+        log.warning("%s", warning)
+    socket_path = socket or environ.get("CRONHUB_SOCKET") or registry.settings.socket
+    lock = PidLock(_lock_path(registry, socket_path))
+    try:
+        lock.acquire()
+    except DaemonAlreadyRunning as exc:
+        log.error("%s", exc)
+        return 1
+    try:
+        daemon = Daemon(config_path, registry, socket_path=socket_path)
+        return asyncio.run(daemon.run())
+    finally:
+        lock.release()
+
+
+def _lock_path(registry: Registry, socket_path: str) -> str:
+    """The lock sits beside the SQLite file (one daemon per database), else the socket."""
+    url = registry.settings.database
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///") + ".lock"
+    return socket_path + ".lock"
+
+
+class Daemon:
+    """One running cronhub: call :meth:`run` inside an event loop."""
+
+    def __init__(
+        self,
+        config_path: str,
+        registry: Registry,
+        *,
+        socket_path: str,
+        clock: Clock | None = None,
+        notifier: Notifier | None = None,
+        runner: Runner | None = None,
+        store: StoreService | None = None,
+    ) -> None:
+        self.config_path = str(Path(config_path).resolve())
+        self.registry = registry
+        self.socket_path = socket_path
+        self._clock = clock or SystemClock()
+        self._notifier = notifier or Notifier.from_environ()
+        self._runner = runner or Runner()
+        self._store = store or StoreService(Store(registry.settings.database))
+        self._control = ControlServer(
+            socket_path, self._handle_request, control_group=registry.settings.control_group
+        )
+        self._engine: Engine | None = None
+        self._started_at = self._clock.now()
+        self._registry_loaded_at = self._started_at
+        self._registry_errors: list[str] = []
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._force_stop = False
+        self._handles: dict[str, RunHandle] = {}
+        self._specs: dict[str, JobSpec] = {}
+        self._requests: dict[str, RunRequest] = {}
+        self._waiters: dict[str, list[asyncio.Future[RunResult]]] = {}
+        self._launches: set[asyncio.Task[None]] = set()
+        self._background: list[asyncio.Task[None]] = []
+        self._reload_lock = asyncio.Lock()
+        self._status_pending = False
+        self._signal_fds: tuple[int, int] | None = None
+
+    @property
+    def engine(self) -> Engine:
+        assert self._engine is not None, "the daemon has not started"
+        return self._engine
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Start, serve until asked to stop, shut down gracefully; return the exit code."""
+        loop = asyncio.get_running_loop()
+        self._install_signal_handlers(loop)
+        if not set_child_subreaper():
+            log.warning("cannot become a child subreaper: escaped job processes may be missed")
+        try:
+            await self._start()
+        except CronhubError as exc:
+            log.error("cannot start: %s", exc)
+            await self._close_shell()
+            return 1
+        log.info(
+            "cronhub %s started: %d jobs from %s, socket %s, pid %d",
+            __version__,
+            len(self.registry.jobs),
+            self.config_path,
+            self.socket_path,
+            os.getpid(),
+        )
+        self._notifier.ready()
+        self._update_status()
+        self._execute(self.engine.startup(self._clock.now(), self._clock.monotonic()))
+        try:
+            await self._main_loop()
+        finally:
+            await self._shutdown()
+        return 0
+
+    async def _start(self) -> None:
+        await self._store.start()
+        recovered = await self._store.call("recover_interrupted", self._clock.now())
+        for record in recovered:
+            log.warning(
+                "run %s of %s was left running by a daemon that died; recorded as interrupted",
+                record.id,
+                record.job_name,
+            )
+            if record.pid and record.pid_create_time:
+                await asyncio.to_thread(kill_stale, record.pid, record.pid_create_time)
+        states = await self._store.call("job_states")
+        overrides = {n: s.override for n, s in states.items() if s.override is not None}
+        last_fired = await self._store.call("last_fired")
+        self._store.submit("sync_jobs", list(self.registry.jobs.values()))
+        self._engine = Engine(
+            self.registry,
+            wall=self._clock.now(),
+            mono=self._clock.monotonic(),
+            overrides=overrides,
+            last_fired=last_fired,
+        )
+        await self._control.start()
+        self._background = [
+            asyncio.create_task(self._watch_registry(), name="watch-registry"),
+            asyncio.create_task(self._retention_loop(), name="retention"),
+        ]
+        interval = self._notifier.watchdog_interval()
+        if interval:
+            self._background.append(asyncio.create_task(self._watchdog_loop(interval)))
+
+    async def _main_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wakeup.clear()
+            try:
+                self._execute(self.engine.tick(self._clock.now(), self._clock.monotonic()))
+            except Exception:
+                log.exception("scheduler tick failed; retrying")
+            deadline = self.engine.next_wakeup()
+            timeout = MAX_SLEEP_S
+            if deadline is not None:
+                timeout = min(timeout, max(0.0, deadline - self._clock.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    def request_stop(self, *, force: bool = False) -> None:
+        """Begin a graceful shutdown (``force`` skips the wait for running jobs)."""
+        if self._stopping.is_set():
+            force = True
+        self._force_stop = self._force_stop or force
+        self._stopping.set()
+        self._wakeup.set()
+
+    async def _shutdown(self) -> None:
+        self._notifier.stopping()
+        self.engine.begin_shutdown()
+        grace = self.registry.settings.shutdown_grace_ms / 1000
+        active = len(self._launches)
+        if active:
+            log.info("stopping: waiting up to %.0fs for %d running job(s)", grace, active)
+            deadline = time.monotonic() + (0 if self._force_stop else grace)
+            while self._launches and time.monotonic() < deadline and not self._force_stop:
+                await asyncio.wait(set(self._launches), timeout=deadline - time.monotonic())
+            if self._launches:
+                log.warning("stopping: interrupting %d run(s) still in progress", len(self._launches))
+                await asyncio.gather(
+                    *(
+                        handle.interrupt(self._specs[run_id].kill_grace_ms / 1000)
+                        for run_id, handle in list(self._handles.items())
+                    ),
+                    return_exceptions=True,
+                )
+                await asyncio.gather(*self._launches, return_exceptions=True)
+        await self._close_shell()
+        log.info("cronhub stopped")
+
+    async def _close_shell(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._control.close()
+        await self._store.stop(timeout=10.0)
+        self._remove_signal_handlers()
+
+    # --- signals -----------------------------------------------------------------
+
+    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Record signals and let the loop act on them.
+
+        A plain ``signal.signal`` handler plus ``call_soon_threadsafe`` does not
+        depend on the wakeup pipe: if a burst of signals fills the pipe, the
+        handler still runs and the callback still reaches the loop.
+        """
+        rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._signal_fds = (rfd, wfd)
+        loop.add_reader(rfd, _drain, rfd)
+        signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+
+        def on_signal(signum: int, _frame: object) -> None:
+            loop.call_soon_threadsafe(self._on_signal, signum)
+
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, on_signal)
+
+    def _remove_signal_handlers(self) -> None:
+        if self._signal_fds is None:
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        rfd, wfd = self._signal_fds
+        self._signal_fds = None
+        asyncio.get_running_loop().remove_reader(rfd)
+        os.close(rfd)
+        os.close(wfd)
+
+    def _on_signal(self, signum: int) -> None:
+        if signum == signal.SIGHUP:
+            log.info("SIGHUP: reloading %s", self.config_path)
+            self._spawn_background(self._reload_quietly("SIGHUP"))
+            return
+        name = signal.Signals(signum).name
+        if self._stopping.is_set():
+            log.warning("%s again: interrupting running jobs now", name)
+        else:
+            log.info("%s: shutting down", name)
+        self.request_stop()
+
+    # --- runs --------------------------------------------------------------------
+
+    def _execute(self, actions: Iterable[Action]) -> None:
+        for action in actions:
+            if isinstance(action, StartRun):
+                task = asyncio.create_task(self._launch(action.request, action.spec))
+                self._launches.add(task)
+                task.add_done_callback(self._launches.discard)
+            elif isinstance(action, RecordSkip):
+                log.info(
+                    "run skipped job=%s scheduled=%s: %s",
+                    action.request.job_name,
+                    iso(action.request.scheduled_at),
+                    action.reason,
+                )
+                self._store.submit("record_skip", action.request, action.reason)
+
+    async def _launch(self, request: RunRequest, spec: JobSpec) -> None:
+        run_id = request.run_id
+        self._specs[run_id] = spec
+        self._requests[run_id] = request
+        try:
+            await self._insert_running_row(request)
+            handle = await self._runner.start(spec, request)
+            self._handles[run_id] = handle
+            self.engine.on_started(run_id)
+            self._store.submit(
+                "set_run_pid", run_id, handle.pid, handle.pid_create_time, self._clock.now()
+            )
+            log.info(
+                "run started job=%s run=%s trigger=%s attempt=%d pid=%s",
+                request.job_name,
+                run_id,
+                request.trigger,
+                request.attempt,
+                handle.pid,
+            )
+            self._update_status()
+            result = await handle.wait()
+        except Exception as exc:
+            log.exception("run %s of %s could not be supervised", run_id, request.job_name)
+            now = self._clock.now()
+            result = RunResult(
+                run_id=run_id,
+                job_name=request.job_name,
+                status=RunStatus.FAILED,
+                started_at=now,
+                completed_at=now,
+                duration_ms=0,
+                error=f"cronhub could not run the job: {exc}",
+            )
+        finally:
+            self._handles.pop(run_id, None)
+            self._specs.pop(run_id, None)
+            self._requests.pop(run_id, None)
+        self._finish(request, result)
+
+    async def _insert_running_row(self, request: RunRequest) -> None:
+        """Commit the run's row as ``running`` before spawning it.
+
+        If the database does not answer in time the row stays queued (it will
+        be written once the database recovers) and the run starts anyway: a
+        database error never stops scheduling.
+        """
+        future = self._store.submit("insert_run", request, started_at=self._clock.now())
+        try:
+            await asyncio.wait_for(asyncio.shield(future), INSERT_WAIT_S)
+        except TimeoutError:
+            log.warning(
+                "history database is slow or unavailable: starting run %s of %s before its "
+                "row is committed",
+                request.run_id,
+                request.job_name,
+            )
+
+    def _finish(self, request: RunRequest, result: RunResult) -> None:
+        self.engine.on_finished(result, self._clock.now(), self._clock.monotonic())
+        self._store.submit("finish_run", result)
+        level = logging.INFO if result.status is RunStatus.SUCCESS else logging.WARNING
+        log.log(
+            level,
+            "run finished job=%s run=%s status=%s duration=%dms%s",
+            result.job_name,
+            result.run_id,
+            result.status,
+            result.duration_ms,
+            f" error={result.error!r}" if result.error else "",
+        )
+        for waiter in self._waiters.pop(result.run_id, []):
+            if not waiter.done():
+                waiter.set_result(result)
+        self._update_status()
+        self._wakeup.set()
+
+    # --- registry ----------------------------------------------------------------
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the registry; apply it as a difference or keep the last good one."""
+        async with self._reload_lock:
+            self._notifier.reloading(time.monotonic_ns() // 1000)
+            try:
+                try:
+                    registry = await asyncio.to_thread(load_registry, self.config_path)
+                except ConfigError as exc:
+                    self._registry_errors = [str(issue) for issue in exc.issues]
+                    for issue in exc.issues:
+                        log.error("%s", issue)
+                    log.error("registry not reloaded: keeping the last good registry")
+                    raise
+                self._warn_restart_only_changes(registry)
+                diff = self.engine.on_registry(
+                    registry, self._clock.now(), self._clock.monotonic()
+                )
+                self.registry = registry
+                self._registry_errors = []
+                self._registry_loaded_at = self._clock.now()
+                self._store.submit("sync_jobs", list(registry.jobs.values()))
+                for warning in registry.warnings:
+                    log.warning("%s", warning)
+                log.info(
+                    "registry reloaded: %d added, %d removed, %d changed, %d unchanged",
+                    len(diff.added),
+                    len(diff.removed),
+                    len(diff.changed),
+                    len(diff.unchanged),
+                )
+                self._wakeup.set()
+                self._update_status()
+                return {
+                    "added": list(diff.added),
+                    "removed": list(diff.removed),
+                    "changed": list(diff.changed),
+                    "unchanged": len(diff.unchanged),
+                    "warnings": [str(w) for w in registry.warnings],
+                }
+            finally:
+                self._notifier.ready()
+
+    async def _reload_quietly(self, reason: str) -> None:
+        try:
+            await self.reload()
+        except ConfigError:
+            pass  # already logged, and shown by `status`
+        except Exception:
+            log.exception("reload after %s failed", reason)
+
+    def _warn_restart_only_changes(self, new: Registry) -> None:
+        old = self.registry.settings
+        for name in ("database", "socket", "control_group"):
+            if getattr(old, name) != getattr(new.settings, name):
+                log.warning("[scheduler] %s changed: it takes effect at the next restart", name)
+
+    async def _watch_registry(self) -> None:
+        await watch_registry(
+            self.config_path, functools.partial(self._reload_quietly, "an edit"), self._stopping
+        )
+
+    # --- background --------------------------------------------------------------
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                await self._prune_once()
+            except Exception:
+                log.exception("pruning old history failed")
+            await asyncio.sleep(RETENTION_EVERY_S)
+
+    async def _prune_once(self) -> None:
+        days = self.registry.settings.history_retention_days
+        before = self._clock.now() - timedelta(days=days)
+        total = 0
+        while True:
+            deleted = await self._store.call("prune", before, PRUNE_BATCH)
+            total += deleted
+            if deleted < PRUNE_BATCH:
+                break
+            await asyncio.sleep(0)
+        if total:
+            log.info("pruned %d run(s) older than %d days", total, days)
+
+    async def _watchdog_loop(self, interval: float) -> None:
+        while True:
+            self._notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    def _spawn_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.append(task)
+        task.add_done_callback(
+            lambda t: t in self._background and self._background.remove(t)
+        )
+
+    def _update_status(self) -> None:
+        """Send STATUS= to systemd at most once a second."""
+        if not self._notifier.enabled or self._status_pending:
+            return
+        self._status_pending = True
+        asyncio.get_running_loop().call_later(1.0, self._send_status)
+
+    def _send_status(self) -> None:
+        self._status_pending = False
+        engine = self.engine
+        text = f"{len(self.registry.jobs)} jobs, {engine.active_total()} running"
+        upcoming = [(engine.next_run(n), n) for n in self.registry.jobs]
+        upcoming = [(at, n) for at, n in upcoming if at is not None]
+        if upcoming:
+            at, name = min(upcoming)
+            seconds = max(0, int((at - self._clock.now()).total_seconds()))
+            text += f", next: {name} in {_short(seconds)}"
+        if self._stopping.is_set():
+            text += ", stopping"
+        self._notifier.status(text)
+
+    # --- control requests --------------------------------------------------------
+
+    async def _handle_request(self, request: Request, peer: PeerCred) -> object:
+        handler = self._ops.get(request.op)
+        if handler is None:
+            raise ProtocolError("unknown_op", f"unknown operation {request.op!r}")
+        try:
+            return await handler(self, request.params)
+        except JobNotFound as exc:
+            raise ProtocolError(
+                "not_found", str(exc), details={"candidates": list(exc.candidates)}
+            ) from exc
+        except JobBusy as exc:
+            raise ProtocolError("busy", str(exc)) from exc
+        except ConfigError as exc:
+            raise ProtocolError(
+                "config_invalid",
+                "the registry has errors; the daemon keeps the last good registry",
+                details={"issues": [str(issue) for issue in exc.issues]},
+            ) from exc
+
+    async def _op_ping(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "protocol": PROTOCOL_VERSION,
+            "pid": os.getpid(),
+            "started_at": iso(self._started_at),
+            "uptime_s": (self._clock.now() - self._started_at).total_seconds(),
+        }
+
+    async def _op_status(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params.get("job")
+        if name is not None:
+            self._require_job(name)
+        states = await self._store_read("job_states")
+        names = [name] if name is not None else list(self.registry.jobs)
+        jobs = [self._job_status(n, states.get(n)) for n in names]
+        result: dict[str, Any] = {"daemon": self._daemon_info(), "jobs": jobs}
+        if name is not None:
+            jobs[0]["config"] = job_config(self.registry.jobs[name])
+            runs = await self._store_read("history", name, 10)
+            result["runs"] = [run_json(r) for r in runs]
+        return result
+
+    async def _op_run(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self._stopping.is_set():
+            raise ProtocolError("shutting_down", "the daemon is shutting down")
+        name = params["job"]
+        request = self.engine.request_run(name, self._clock.now(), self._clock.monotonic())
+        log.info("manual run requested job=%s run=%s", name, request.run_id)
+        waiter: asyncio.Future[RunResult] | None = None
+        if params.get("wait"):
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(request.run_id, []).append(waiter)
+        self._wakeup.set()
+        reply: dict[str, Any] = {
+            "run_id": request.run_id,
+            "job_name": name,
+            "status": str(RunStatus.RUNNING),
+        }
+        if waiter is None:
+            return reply
+        try:
+            result = await asyncio.wait_for(waiter, params.get("timeout"))
+        except TimeoutError:
+            raise ProtocolError(
+                "timeout", f"run {request.run_id} of {name} is still running"
+            ) from None
+        reply["status"] = str(result.status)
+        reply["run"] = run_json(_record(request, result))
+        return reply
+
+    async def _op_enable(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._set_enabled(params["job"], True)
+
+    async def _op_disable(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._set_enabled(params["job"], False)
+
+    def _set_enabled(self, name: str, enabled: bool) -> dict[str, Any]:
+        spec = self._require_job(name)
+        override = None if enabled == spec.enabled else enabled
+        self.engine.set_override(name, override)
+        self._store.submit("set_override", name, override)
+        log.info("job %s %s by request", name, "enabled" if enabled else "disabled")
+        self._wakeup.set()
+        return {"job": name, "enabled": self.engine.is_enabled(name), "override": override}
+
+    async def _op_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params.get("job")
+        since = params.get("since")
+        status = params.get("status")
+        runs = await self._store_read(
+            "history",
+            name,
+            params.get("limit", 20),
+            None if status is None else RunStatus(status),
+            None if since is None else datetime.fromisoformat(since),
+        )
+        if name is not None and not runs:
+            self._require_job(name)
+        return {"runs": [run_json(r) for r in runs]}
+
+    async def _op_logs(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["job"]
+        record: RunRecord | None = await self._store_read("get_run", name, params.get("run_id"))
+        if record is None:
+            self._require_job(name)
+            what = f"run {params['run_id']}" if params.get("run_id") else "no run yet"
+            raise ProtocolError("not_found", f'job "{name}": {what} found in history')
+        return {
+            "run": run_json(record),
+            "output": record.output or "",
+            "truncated": record.output_truncated,
+        }
+
+    async def _op_reload(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.reload()
+
+    async def _op_shutdown(self, params: dict[str, Any]) -> dict[str, Any]:
+        log.info("shutdown requested over the control socket")
+        asyncio.get_running_loop().call_soon(self.request_stop)
+        return {"stopping": True}
+
+    _ops = {
+        "ping": _op_ping,
+        "status": _op_status,
+        "run": _op_run,
+        "enable": _op_enable,
+        "disable": _op_disable,
+        "history": _op_history,
+        "logs": _op_logs,
+        "reload": _op_reload,
+        "shutdown": _op_shutdown,
+    }
+
+    def _require_job(self, name: str) -> JobSpec:
+        spec = self.registry.jobs.get(name)
+        if spec is None:
+            import difflib
+
+            raise JobNotFound(name, difflib.get_close_matches(name, list(self.registry.jobs)))
+        return spec
+
+    async def _store_read(self, method: str, *args: object) -> Any:
+        try:
+            return await self._store.call(method, *args)
+        except CronhubError as exc:
+            raise ProtocolError("internal", f"history database unavailable: {exc}") from exc
+
+    def _job_status(self, name: str, state: Any) -> dict[str, Any]:
+        spec = self.registry.jobs[name]
+        engine = self.engine
+        return job_status_json(
+            spec,
+            state,
+            enabled=engine.is_enabled(name),
+            paused=not self.registry.settings.enabled,
+            next_run=engine.next_run(name),
+            running=engine.active(name),
+            schedule_human=_describe(spec.schedule),
+        )
+
+    def _daemon_info(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "started_at": iso(self._started_at),
+            "paused": not self.registry.settings.enabled,
+            "running": self.engine.active_total(),
+            "max_concurrent": self.registry.settings.max_concurrent,
+            "registry_path": self.config_path,
+            "registry_loaded_at": iso(self._registry_loaded_at),
+            "registry_errors": list(self._registry_errors),
+        }
+
+
+@functools.lru_cache(maxsize=4096)
+def _describe(schedule: Schedule) -> str:
+    return describe(schedule)
+
+
+def _record(request: RunRequest, result: RunResult) -> RunRecord:
+    return RunRecord(
+        id=request.run_id,
+        job_name=request.job_name,
+        trigger=request.trigger,
+        attempt=request.attempt,
+        scheduled_at=request.scheduled_at,
+        status=result.status,
+        started_at=result.started_at,
+        completed_at=result.completed_at,
+        duration_ms=result.duration_ms,
+        exit_code=result.exit_code,
+        signal=result.signal,
+        error=result.error,
+        cpu_user_s=result.cpu_user_s,
+        cpu_system_s=result.cpu_system_s,
+        max_rss_kb=result.max_rss_kb,
+        pid=result.pid,
+    )
+
+
+def _drain(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError, InterruptedError):
+        while os.read(fd, 4096):
+            pass
+
+
+def _short(seconds: int) -> str:
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86_400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86_400}d"
