@@ -32,6 +32,7 @@ from cronhub.errors import (
     JobBusy,
     JobNotFound,
     ProtocolError,
+    ShuttingDown,
 )
 from cronhub.logs import configure_logging
 from cronhub.model import (
@@ -59,6 +60,8 @@ MAX_SLEEP_S = 30.0
 """Longest the main loop sleeps, so a suspend/resume is noticed within this."""
 RETENTION_EVERY_S = 86_400.0
 PRUNE_BATCH = 500
+EXTEND_STOP_MARGIN_S = 15.0
+"""Asked of systemd beyond ``shutdown_grace`` for ending job trees and flushing history."""
 INSERT_WAIT_S = 2.0
 """How long a start waits for its ``running`` row to commit before spawning anyway."""
 
@@ -122,7 +125,8 @@ class Daemon:
         self.registry = registry
         self.socket_path = socket_path
         self._clock = clock or SystemClock()
-        self._notifier = notifier or Notifier.from_environ()
+        # Unset NOTIFY_SOCKET & co. so that jobs do not inherit them.
+        self._notifier = notifier or Notifier.from_environ(unset_environment=True)
         self._runner = runner or Runner()
         self._store = store or StoreService(Store(registry.settings.database))
         self._control = ControlServer(
@@ -235,9 +239,10 @@ class Daemon:
         self._wakeup.set()
 
     async def _shutdown(self) -> None:
-        self._notifier.stopping()
-        self.engine.begin_shutdown()
         grace = self.registry.settings.shutdown_grace_ms / 1000
+        self._notifier.stopping()
+        self._notifier.extend_timeout(grace + EXTEND_STOP_MARGIN_S)
+        self._execute(self.engine.begin_shutdown())
         active = len(self._launches)
         if active:
             log.info("stopping: waiting up to %.0fs for %d running job(s)", grace, active)
@@ -331,7 +336,16 @@ class Daemon:
         self._specs[run_id] = spec
         self._requests[run_id] = request
         try:
-            await self._insert_running_row(request)
+            if not await self._insert_running_row(request):
+                log.warning(
+                    "run of %s scheduled at %s attempt %d is already in history; not starting it",
+                    request.job_name,
+                    iso(request.scheduled_at),
+                    request.attempt,
+                )
+                self.engine.on_not_started(run_id)
+                self._wakeup.set()
+                return
             handle = await self._runner.start(spec, request)
             self._handles[run_id] = handle
             self.engine.on_started(run_id)
@@ -366,16 +380,17 @@ class Daemon:
             self._requests.pop(run_id, None)
         self._finish(request, result)
 
-    async def _insert_running_row(self, request: RunRequest) -> None:
+    async def _insert_running_row(self, request: RunRequest) -> bool:
         """Commit the run's row as ``running`` before spawning it.
 
         If the database does not answer in time the row stays queued (it will
         be written once the database recovers) and the run starts anyway: a
-        database error never stops scheduling.
+        database error never stops scheduling.  Returns False when history
+        already holds this run's key (job, scheduled time, attempt).
         """
         future = self._store.submit("insert_run", request, started_at=self._clock.now())
         try:
-            await asyncio.wait_for(asyncio.shield(future), INSERT_WAIT_S)
+            return bool(await asyncio.wait_for(asyncio.shield(future), INSERT_WAIT_S))
         except TimeoutError:
             log.warning(
                 "history database is slow or unavailable: starting run %s of %s before its "
@@ -383,6 +398,7 @@ class Daemon:
                 request.run_id,
                 request.job_name,
             )
+            return True
 
     def _finish(self, request: RunRequest, result: RunResult) -> None:
         self.engine.on_finished(result, self._clock.now(), self._clock.monotonic())
@@ -536,6 +552,8 @@ class Daemon:
             ) from exc
         except JobBusy as exc:
             raise ProtocolError("busy", str(exc)) from exc
+        except ShuttingDown as exc:
+            raise ProtocolError("shutting_down", str(exc)) from exc
         except ConfigError as exc:
             raise ProtocolError(
                 "config_invalid",
@@ -567,8 +585,6 @@ class Daemon:
         return result
 
     async def _op_run(self, params: dict[str, Any]) -> dict[str, Any]:
-        if self._stopping.is_set():
-            raise ProtocolError("shutting_down", "the daemon is shutting down")
         name = params["job"]
         request = self.engine.request_run(name, self._clock.now(), self._clock.monotonic())
         log.info("manual run requested job=%s run=%s", name, request.run_id)
@@ -603,7 +619,9 @@ class Daemon:
     def _set_enabled(self, name: str, enabled: bool) -> dict[str, Any]:
         spec = self._require_job(name)
         override = None if enabled == spec.enabled else enabled
-        self.engine.set_override(name, override)
+        self.engine.set_override(
+            name, override, wall=self._clock.now(), mono=self._clock.monotonic()
+        )
         self._store.submit("set_override", name, override)
         log.info("job %s %s by request", name, "enabled" if enabled else "disabled")
         self._wakeup.set()

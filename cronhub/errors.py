@@ -128,3 +128,10 @@ class DaemonAlreadyRunning(CronhubError):
         self.lock_path = lock_path
         who = f"pid {pid}" if pid else "another process"
         super().__init__(f"cronhub is already running ({who}, lock {lock_path})")
+
+
+class ShuttingDown(CronhubError):
+    """The daemon is shutting down and starts no more runs."""
+
+    def __init__(self) -> None:
+        super().__init__("the daemon is shutting down")
