@@ -16,10 +16,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cronhub import __version__
 from cronhub.clock import Clock, SystemClock
@@ -47,7 +47,7 @@ from cronhub.model import (
 from cronhub.pidlock import PidLock
 from cronhub.protocol import PROTOCOL_VERSION, Request
 from cronhub.registry import job_config, load_registry
-from cronhub.runner import Runner, RunHandle, kill_stale, set_child_subreaper
+from cronhub.runner import RunHandle, Runner, kill_stale, set_child_subreaper
 from cronhub.schedule import describe
 from cronhub.sdnotify import Notifier
 from cronhub.store import Store, StoreService
@@ -250,7 +250,9 @@ class Daemon:
             while self._launches and time.monotonic() < deadline and not self._force_stop:
                 await asyncio.wait(set(self._launches), timeout=deadline - time.monotonic())
             if self._launches:
-                log.warning("stopping: interrupting %d run(s) still in progress", len(self._launches))
+                log.warning(
+                    "stopping: interrupting %d run(s) still in progress", len(self._launches)
+                )
                 await asyncio.gather(
                     *(
                         handle.interrupt(self._specs[run_id].kill_grace_ms / 1000)
@@ -663,7 +665,7 @@ class Daemon:
         asyncio.get_running_loop().call_soon(self.request_stop)
         return {"stopping": True}
 
-    _ops = {
+    _ops: ClassVar[dict[str, Callable[[Daemon, dict[str, Any]], Awaitable[dict[str, Any]]]]] = {
         "ping": _op_ping,
         "status": _op_status,
         "run": _op_run,

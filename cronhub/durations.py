@@ -54,7 +54,8 @@ def parse_duration(value: object) -> int:
             position = match.end()
         if not text or position != len(text):
             raise ConfigError(
-                f'expected a duration like "500ms", "30s", "5m", "1h30m" or "2d", got {_show(value)}'
+                'expected a duration like "500ms", "30s", "5m", "1h30m" or "2d", '
+                f"got {_show(value)}"
             )
         ms = round(ms_float)
     if ms < 0:
