@@ -1,0 +1,1078 @@
+"""Run one job in a supervised subprocess and measure how it ended.
+
+A run is a process tree.  Its main process is spawned off the event loop (by a small
+thread pool, so two spawns can be in flight and fork/exec never holds the loop) in
+its own session and process group, with stdin on ``/dev/null`` and stdout and stderr
+on one pipe.  The loop then watches two file descriptors: the pipe (the last
+``output_limit`` bytes are kept) and a pidfd that becomes readable when the main
+process exits.  The run ends when the main process exits, not when the pipe closes.
+
+What outlives the main process is ended (SIGTERM, the job's ``kill_grace``, SIGKILL)
+before the result is returned: members of the run's session and process group,
+their descendants, and the processes that escaped both (``setsid`` plus a double
+fork), recognised by ``CRONHUB_RUN_ID`` in their environment.  The daemon should be a
+child subreaper (:func:`set_child_subreaper`): escaped processes are then re-parented
+to it, so the search by environment is limited to its descendants, they are reaped,
+and one carrying the id of a run that is no longer active is ended too.  A process
+that escapes *and* clears its environment is out of reach (only a cgroup would
+hold it).  Trees are found in ``/proc`` snapshots taken on a worker thread and
+shared by the runs that end together.
+
+Reaping is per pid, never ``waitpid(-1)``: the main process is reaped with ``wait4``
+(for its status and rusage) only after its tree is gone, so its pid, which is also
+the session and group id, cannot be reused while the tree is being signalled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import errno
+import functools
+import json
+import logging
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import psutil
+
+from cronhub.model import JobSpec, RunRequest, RunResult, RunStatus
+
+__all__ = [
+    "RunHandle",
+    "Runner",
+    "is_child_subreaper",
+    "kill_stale",
+    "set_child_subreaper",
+]
+
+log = logging.getLogger("cronhub.runner")
+
+ERROR_LINE_LIMIT = 500
+"""Longest ``RunResult.error`` taken from a job's output."""
+
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
+_READ_CHUNK = 65_536
+_DRAIN_READS = 64
+_RSS_SAMPLE_FIRST_S = 0.5
+_RSS_SAMPLE_MAX_S = 30.0
+_KILL_WAIT_S = 10.0
+"""How long a tree may take to die after SIGKILL before we give up on it."""
+_STALE_MATCH_S = 1.0
+"""Tolerance on a create time read back from the database (``btime`` is whole seconds)."""
+_RUN_ID_VAR = b"CRONHUB_RUN_ID="
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_CHILDMAIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "childmain.py")
+_INHERITED_NOT = (
+    "NOTIFY_SOCKET",
+    "WATCHDOG_PID",
+    "WATCHDOG_USEC",
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+)
+"""The daemon's own systemd variables: a job must not notify or inherit sockets as us."""
+
+
+# --- the subreaper -------------------------------------------------------------------
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _prctl(option: int, arg: ctypes.c_ulong | ctypes._CArgObject) -> None:
+    """``prctl(option, arg, 0, 0, 0)``; every argument is passed full width (it is variadic)."""
+    zero = ctypes.c_ulong(0)
+    if _libc().prctl(ctypes.c_int(option), arg, zero, zero, zero) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def set_child_subreaper(enabled: bool = True) -> bool:
+    """Make this process the reaper of its orphaned descendants; return success.
+
+    Linux only (``prctl(PR_SET_CHILD_SUBREAPER)``).  Orphans re-parented to the
+    daemon are killed with their run and reaped by the runner.
+    """
+    try:
+        _prctl(_PR_SET_CHILD_SUBREAPER, ctypes.c_ulong(int(enabled)))
+    except (OSError, AttributeError) as exc:
+        log.debug("prctl(PR_SET_CHILD_SUBREAPER) failed: %s", exc)
+        return False
+    return True
+
+
+def is_child_subreaper() -> bool:
+    """Whether this process is a child subreaper."""
+    value = ctypes.c_int(0)
+    try:
+        _prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(value))
+    except (OSError, AttributeError):
+        return False
+    return bool(value.value)
+
+
+# --- /proc ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Proc:
+    """One line of ``/proc/PID/stat``: enough to place a process in a tree."""
+
+    pid: int
+    ppid: int
+    pgrp: int
+    sid: int
+    start: int
+    """Start time in clock ticks since boot: with the pid, the process's identity."""
+    zombie: bool
+
+
+def _read_proc(pid: int) -> _Proc | None:
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    # The command name is in parentheses and may itself contain ") ".
+    fields = data[data.rfind(b")") + 2 :].split()
+    if len(fields) < 20:
+        return None
+    return _Proc(
+        pid=pid,
+        ppid=int(fields[1]),
+        pgrp=int(fields[2]),
+        sid=int(fields[3]),
+        start=int(fields[19]),
+        zombie=fields[0] in (b"Z", b"X"),
+    )
+
+
+def _environ_run_id(pid: int) -> str | None:
+    """The ``CRONHUB_RUN_ID`` a process was started with; ``""`` if none, None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as file:
+            data = file.read()
+    except OSError:
+        return None
+    if data.startswith(_RUN_ID_VAR):
+        start = len(_RUN_ID_VAR)
+    elif (found := data.find(b"\0" + _RUN_ID_VAR)) >= 0:
+        start = found + 1 + len(_RUN_ID_VAR)
+    else:
+        return ""
+    end = data.find(b"\0", start)
+    return data[start : end if end >= 0 else len(data)].decode("ascii", "replace")
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    """Every process on the host at one moment, indexed for finding a run's tree."""
+
+    procs: dict[int, _Proc]
+    children: dict[int, list[int]]
+    by_group: dict[int, set[int]]
+    """Process group id and session id to their members."""
+    run_of: dict[int, str | None]
+    """``CRONHUB_RUN_ID`` of processes that no live run's session or group claims."""
+    active_runs: frozenset[str]
+    leftovers: bool
+    """Whether unclaimed descendants of a finished run may be taken (subreaper mode)."""
+
+    def members(self, main_pid: int, run_id: str) -> list[_Proc]:
+        """The processes of a run, its main process excepted."""
+        found = set(self.by_group.get(main_pid, ()))
+        found.update(self.children.get(main_pid, ()))
+        for pid, owner in self.run_of.items():
+            if owner == run_id or (self.leftovers and owner and owner not in self.active_runs):
+                found.add(pid)
+        stack = list(found)
+        while stack:
+            for child in self.children.get(stack.pop(), ()):
+                if child not in found:
+                    found.add(child)
+                    stack.append(child)
+        found.discard(main_pid)
+        found.discard(os.getpid())
+        return [self.procs[pid] for pid in found if pid in self.procs]
+
+
+def _take_snapshot(
+    mains: frozenset[int], active_runs: frozenset[str], *, subreaper: bool | None = None
+) -> _Snapshot:
+    """Read ``/proc`` (blocking: call it off the loop).
+
+    ``mains`` are the unreaped main processes of runs (their sessions and groups
+    are theirs); ``subreaper`` (default: whether this process is one) limits the
+    search by environment to this process's descendants.
+    """
+    self_pid = os.getpid()
+    own_sid = os.getsid(0)
+    procs: dict[int, _Proc] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (proc := _read_proc(int(name))) is not None:
+            procs[proc.pid] = proc
+    children: dict[int, list[int]] = {}
+    by_group: dict[int, set[int]] = {}
+    for proc in procs.values():
+        children.setdefault(proc.ppid, []).append(proc.pid)
+        by_group.setdefault(proc.pgrp, set()).add(proc.pid)
+        by_group.setdefault(proc.sid, set()).add(proc.pid)
+    if subreaper is None:
+        subreaper = is_child_subreaper()
+    pool: Iterable[int] = _descendants(children, self_pid) if subreaper else procs
+    run_of: dict[int, str | None] = {}
+    for pid in pool:
+        proc = procs[pid]
+        claimed = proc.sid in mains or proc.pgrp in mains or pid in mains
+        if pid == self_pid or proc.zombie or claimed or proc.sid == own_sid:
+            continue
+        run_of[pid] = _environ_run_id(pid)
+    return _Snapshot(procs, children, by_group, run_of, active_runs, leftovers=subreaper)
+
+
+def _descendants(children: Mapping[int, list[int]], root: int) -> set[int]:
+    found: set[int] = set()
+    stack = [root]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def _signal_proc(proc: _Proc, sig: int) -> bool:
+    """Signal ``proc`` if it is still the same process; return whether it was."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return False
+    except OSError:  # no pidfd (old kernel): check, then signal by pid
+        current = _read_proc(proc.pid)
+        if current is None or current.start != proc.start:
+            return False
+        try:
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+    try:
+        current = _read_proc(proc.pid)  # the pidfd pins the pid: this is the process now
+        if current is None or current.start != proc.start:
+            return False
+        signal.pidfd_send_signal(pidfd, sig)
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(pidfd)
+    return True
+
+
+# --- the book of spawned processes ------------------------------------------------------
+
+
+class _ProcessTable:
+    """What this process has spawned and not yet reaped, shared by every Runner.
+
+    Reaping is a per-process concern, so this is process-wide.  ``lock`` orders
+    the registration of a new child against the reaping of unknown zombies: a
+    just-forked main is never mistaken for an orphan.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.spawning = 0
+        self.mains: dict[int, str] = {}
+        self.active_runs: set[str] = set()
+
+    def frozen(self) -> tuple[frozenset[int], frozenset[str]]:
+        with self.lock:
+            return frozenset(self.mains), frozenset(self.active_runs)
+
+    def reap_strays(self, pids: Iterable[int]) -> int:
+        """Reap zombie children of ours that no run owns; return how many."""
+        reaped = 0
+        with self.lock:
+            if self.spawning:
+                return 0  # a zombie may be a main whose spawn is not registered yet
+            for pid in pids:
+                if pid not in self.mains and _reap(pid):
+                    reaped += 1
+        return reaped
+
+
+def _reap(pid: int) -> bool:
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return reaped == pid
+
+
+_TABLE = _ProcessTable()
+
+
+def _stray_zombies(snapshot: _Snapshot) -> list[int]:
+    self_pid, own_sid = os.getpid(), os.getsid(0)
+    return [
+        p.pid
+        for p in snapshot.procs.values()
+        if p.zombie and p.ppid == self_pid and p.sid != own_sid
+    ]
+
+
+class _Scanner:
+    """Takes ``/proc`` snapshots on a worker thread, one at a time, for all waiters.
+
+    A waiter always gets a snapshot that began after it asked.  Scans are spaced
+    (at least ``min_interval``, or three times the last scan's duration), so a burst
+    of run ends costs a few scans, not one each.
+    """
+
+    def __init__(self, min_interval: float = 0.02) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cronhub-scan")
+        self._min_interval = min_interval
+        self._pending: asyncio.Future[_Snapshot] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._next_at = 0.0
+
+    async def snapshot(self) -> _Snapshot:
+        loop = asyncio.get_running_loop()
+        if self._pending is None:
+            self._pending = loop.create_future()
+        pending = self._pending
+        if self._worker is None:
+            self._worker = loop.create_task(self._work(), name="cronhub-scan")
+        return await asyncio.shield(pending)
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending is not None:
+                delay = self._next_at - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                waiters, self._pending = self._pending, None
+                started = time.monotonic()
+                try:
+                    snapshot = await loop.run_in_executor(
+                        self._executor, _take_snapshot, *_TABLE.frozen()
+                    )
+                except OSError as exc:
+                    waiters.set_exception(exc)
+                else:
+                    waiters.set_result(snapshot)
+                elapsed = time.monotonic() - started
+                self._next_at = time.monotonic() + max(self._min_interval, 3 * elapsed)
+        finally:
+            self._worker = None
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False)
+
+
+# --- output ----------------------------------------------------------------------------
+
+
+class _OutputTail:
+    """The last ``limit`` bytes of a stream."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = max(0, limit)
+        self._buffer = bytearray()
+        self.truncated = False
+
+    def feed(self, chunk: bytes) -> None:
+        self._buffer += chunk
+        excess = len(self._buffer) - self._limit
+        if excess > 0:
+            del self._buffer[:excess]
+            self.truncated = True
+
+    def text(self) -> str:
+        data = bytes(self._buffer)
+        if self.truncated:  # do not start on half a UTF-8 character
+            skip = 0
+            while skip < min(3, len(data)) and data[skip] & 0xC0 == 0x80:
+                skip += 1
+            data = data[skip:]
+        return data.decode("utf-8", errors="replace")
+
+
+def _last_line(text: str) -> str | None:
+    for line in reversed(text.splitlines()):
+        if stripped := line.strip():
+            return stripped[:ERROR_LINE_LIMIT]
+    return None
+
+
+# --- spawning --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Spawned:
+    popen: subprocess.Popen[bytes]
+    pid: int
+    create_time: float | None
+    output_fd: int
+    pidfd: int | None
+    started_at: datetime
+    started_mono: float
+    inherited_rss_kb: int
+    """The daemon's peak RSS once the child had exec'd: Linux folds the memory a
+    process had before ``execve`` into its ``ru_maxrss``, so figures up to this
+    one say nothing about the job."""
+
+
+class _SpawnError(Exception):
+    """Why a run could not be started (never leaves this module)."""
+
+
+def _child_env(spec: JobSpec, request: RunRequest) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in _INHERITED_NOT:
+        env.pop(name, None)
+    env.update(spec.env)
+    env.update(
+        CRONHUB_JOB=request.job_name,
+        CRONHUB_RUN_ID=request.run_id,
+        CRONHUB_SCHEDULED_AT=request.scheduled_at.isoformat(timespec="microseconds"),
+        CRONHUB_ATTEMPT=str(request.attempt),
+        CRONHUB_TRIGGER=str(request.trigger.value),
+    )
+    return env
+
+
+def _argv(spec: JobSpec, python: str, base_dir: str | None) -> list[str]:
+    if isinstance(spec.command, str):
+        return ["/bin/sh", "-c", spec.command]
+    if spec.command is not None:
+        if not spec.command:
+            raise _SpawnError("the command is an empty list")
+        return list(spec.command)
+    if spec.callable is None:
+        raise _SpawnError("the job has neither a command nor a callable")
+    argv = [python, _CHILDMAIN, spec.callable, "--path", base_dir or spec.cwd]
+    if spec.args or spec.kwargs:
+        try:
+            call = json.dumps({"args": list(spec.args), "kwargs": dict(spec.kwargs)})
+        except (TypeError, ValueError) as exc:
+            raise _SpawnError(f"the callable's args are not JSON: {exc}") from exc
+        argv += ["--args", call]
+    return argv
+
+
+def _spawn(argv: list[str], spec: JobSpec, request: RunRequest) -> _Spawned:
+    """Start a run's main process (blocking: runs on a spawn thread)."""
+    env = _child_env(spec, request)
+    read_fd, write_fd = os.pipe()
+    try:
+        popen, started_at, started_mono = _popen(argv, spec.cwd, env, request.run_id, write_fd)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    os.set_blocking(read_fd, False)
+    try:
+        pidfd: int | None = os.pidfd_open(popen.pid)
+    except OSError:  # kernel older than 5.3
+        pidfd = None
+    inherited_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return _Spawned(
+        popen,
+        popen.pid,
+        _create_time(popen.pid),
+        read_fd,
+        pidfd,
+        started_at,
+        started_mono,
+        inherited_rss_kb,
+    )
+
+
+def _popen(
+    argv: list[str], cwd: str, env: dict[str, str], run_id: str, output_fd: int
+) -> tuple[subprocess.Popen[bytes], datetime, float]:
+    """Fork and exec; the new pid is registered before a reaper could take it for a stray."""
+    popen: subprocess.Popen[bytes] | None = None
+    with _TABLE.lock:
+        _TABLE.spawning += 1
+    try:
+        started_at, started_mono = datetime.now(UTC), time.monotonic()
+        popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=output_fd,
+            stderr=output_fd,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
+        return popen, started_at, started_mono
+    finally:
+        with _TABLE.lock:
+            _TABLE.spawning -= 1
+            if popen is not None:
+                _TABLE.mains[popen.pid] = run_id
+
+
+def _create_time(pid: int) -> float | None:
+    """psutil's ``create_time()``, at a fifth of the cost (boot time read once)."""
+    proc = _read_proc(pid)
+    return None if proc is None else proc.start / _CLOCK_TICKS + _boot_time()
+
+
+@functools.cache
+def _boot_time() -> float:
+    return psutil.boot_time()
+
+
+def _spawn_error(exc: BaseException, argv: list[str], cwd: str) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        if exc.filename == cwd and exc.filename != argv[0]:
+            return f"cannot start: working directory {cwd!r}: {exc.strerror}"
+        name = exc.filename or argv[0]
+        if exc.errno == errno.ENOENT and "/" not in name:
+            return f"cannot start {name!r}: command not found"
+        return f"cannot start {name!r}: {exc.strerror}"
+    return f"cannot start: {exc}"
+
+
+def _format_ms(ms: int) -> str:
+    if ms < 1000:
+        return f"{ms}ms"
+    return f"{ms / 1000:g}s"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+# --- the runner ------------------------------------------------------------------------
+
+
+class Runner:
+    """Starts runs; one per daemon.
+
+    ``python`` runs callable jobs; ``spawn_workers`` threads fork and exec (two can
+    be in flight).  ``base_dir`` is put first on a callable's ``sys.path`` (the
+    registry's folder); by default the job's ``cwd`` is.
+    """
+
+    def __init__(
+        self, *, python: str = sys.executable, spawn_workers: int = 2, base_dir: str | None = None
+    ) -> None:
+        self._python = python
+        self._base_dir = base_dir
+        self._executor = ThreadPoolExecutor(
+            max_workers=spawn_workers, thread_name_prefix="cronhub-spawn"
+        )
+        self._scanner = _Scanner()
+
+    async def start(self, spec: JobSpec, request: RunRequest) -> RunHandle:
+        """Spawn a run; return once its process exists (or the spawn failed).
+
+        A spawn failure is not raised: the handle is already done and its result
+        is ``failed`` with the reason.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            argv = _argv(spec, self._python, self._base_dir)
+        except _SpawnError as exc:
+            return RunHandle._failed(spec, request, str(exc))
+        with _TABLE.lock:
+            _TABLE.active_runs.add(request.run_id)
+        future = loop.run_in_executor(self._executor, _spawn, argv, spec, request)
+        try:
+            spawned = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(_abandon)
+            raise
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            with _TABLE.lock:
+                _TABLE.active_runs.discard(request.run_id)
+            error = _spawn_error(exc, argv, spec.cwd)
+            log.debug("run %s of %s: %s", request.run_id, spec.name, error)
+            return RunHandle._failed(spec, request, error)
+        log.debug("run %s of %s started as pid %d", request.run_id, spec.name, spawned.pid)
+        return RunHandle(spec, request, spawned, self._scanner)
+
+    @staticmethod
+    def reap_orphans() -> int:
+        """Reap zombie children that belong to no tracked run; return how many.
+
+        Only children in another session than the daemon's are considered: those
+        are what runs leave behind.  Call it now and then; runs also reap what
+        they find when they end.
+        """
+        self_pid, own_sid = os.getpid(), os.getsid(0)
+        zombies = []
+        for child in psutil.Process(self_pid).children():
+            proc = _read_proc(child.pid)
+            if proc and proc.zombie and proc.ppid == self_pid and proc.sid != own_sid:
+                zombies.append(proc.pid)
+        return _TABLE.reap_strays(zombies)
+
+    @staticmethod
+    def kill_stale(pid: int, create_time: float, *, run_id: str | None = None) -> bool:
+        """See :func:`kill_stale`."""
+        return kill_stale(pid, create_time, run_id=run_id)
+
+    def close(self) -> None:
+        """Stop the worker threads (running runs are not touched)."""
+        self._executor.shutdown(wait=False)
+        self._scanner.close()
+
+
+def _abandon(future: asyncio.Future[_Spawned]) -> None:
+    """A spawn finished after its caller gave up: end that process at once."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    spawned = future.result()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(spawned.pid, signal.SIGKILL)
+    os.close(spawned.output_fd)
+    if spawned.pidfd is not None:
+        os.close(spawned.pidfd)
+
+    def reap() -> None:
+        os.waitpid(spawned.pid, 0)
+        spawned.popen.returncode = -signal.SIGKILL
+        with _TABLE.lock:
+            run_id = _TABLE.mains.pop(spawned.pid, None)
+            _TABLE.active_runs.discard(run_id or "")
+
+    threading.Thread(target=reap, name="cronhub-abandon", daemon=True).start()
+
+
+@dataclass(slots=True)
+class _Stop:
+    """Why a run is being ended before its main process exited by itself."""
+
+    status: RunStatus
+    grace_s: float
+
+
+@dataclass(slots=True)
+class _Ending:
+    signal_sent: int | None = None
+    signalled: set[tuple[int, int, int]] = field(default_factory=set)
+    """(pid, start, signal) already sent: a process gets each signal once."""
+
+
+class RunHandle:
+    """One started run: its pid, and its result once it has ended."""
+
+    pid: int | None
+    pid_create_time: float | None
+
+    def __init__(
+        self, spec: JobSpec, request: RunRequest, spawned: _Spawned, scanner: _Scanner
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self.pid = spawned.pid
+        self.pid_create_time = spawned.create_time
+        self._spec = spec
+        self._request = request
+        self._spawned = spawned
+        self._scanner = scanner
+        self._loop = loop
+        self._tail = _OutputTail(spec.output_limit)
+        self._output_fd: int | None = spawned.output_fd
+        self._exited: asyncio.Future[float] = loop.create_future()
+        self._stop: asyncio.Future[_Stop] = loop.create_future()
+        self._result: RunResult | None = None
+        self._sampled_rss_kb: int | None = None
+        loop.add_reader(spawned.output_fd, self._on_output)
+        self._watch_exit()
+        self._task: asyncio.Task[RunResult] | None = loop.create_task(
+            self._supervise(), name=f"run {request.job_name} {request.run_id}"
+        )
+
+    @classmethod
+    def _failed(cls, spec: JobSpec, request: RunRequest, error: str) -> RunHandle:
+        handle = cls.__new__(cls)
+        handle.pid = None
+        handle.pid_create_time = None
+        handle._task = None
+        now = datetime.now(UTC)
+        handle._result = RunResult(
+            run_id=request.run_id,
+            job_name=request.job_name,
+            status=RunStatus.FAILED,
+            started_at=now,
+            completed_at=now,
+            duration_ms=0,
+            error=error,
+        )
+        return handle
+
+    @property
+    def done(self) -> bool:
+        """Whether the run has ended and its result is ready."""
+        return self._result is not None
+
+    async def wait(self) -> RunResult:
+        """Wait for the run to end (tree gone, main process reaped); return its result."""
+        if self._task is not None:
+            return await asyncio.shield(self._task)
+        assert self._result is not None
+        return self._result
+
+    async def interrupt(self, grace_s: float) -> None:
+        """End the run now: SIGTERM to its tree, SIGKILL after ``grace_s``.
+
+        The result is ``interrupted`` unless the run had already ended by itself.
+        Returns once the run has ended.
+        """
+        if self._task is None:
+            return
+        if not self._stop.done():
+            self._stop.set_result(_Stop(RunStatus.INTERRUPTED, grace_s))
+        await asyncio.shield(self._task)
+
+    # --- watching ---------------------------------------------------------------------
+
+    def _watch_exit(self) -> None:
+        pidfd = self._spawned.pidfd
+        if pidfd is not None:
+            self._loop.add_reader(pidfd, self._on_exit)
+            return
+        # No pidfd: a default-executor thread waits without reaping.
+        pid = self._spawned.pid
+        waiting = self._loop.run_in_executor(
+            None, os.waitid, os.P_PID, pid, os.WEXITED | os.WNOWAIT
+        )
+        waiting.add_done_callback(lambda _: self._on_exit())
+
+    def _on_exit(self) -> None:
+        if self._spawned.pidfd is not None:
+            self._loop.remove_reader(self._spawned.pidfd)
+        if not self._exited.done():
+            self._exited.set_result(time.monotonic())
+
+    def _on_output(self) -> None:
+        assert self._output_fd is not None
+        try:
+            chunk = os.read(self._output_fd, _READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            self._tail.feed(chunk)
+        else:
+            self._close_output()
+
+    def _close_output(self, *, drain: bool = False) -> None:
+        fd, self._output_fd = self._output_fd, None
+        if fd is None:
+            return
+        self._loop.remove_reader(fd)
+        for _ in range(_DRAIN_READS if drain else 0):
+            try:
+                chunk = os.read(fd, _READ_CHUNK)
+            except OSError:  # EAGAIN: nothing more for now; the rest is not waited for
+                break
+            if not chunk:
+                break
+            self._tail.feed(chunk)
+        os.close(fd)
+
+    # --- supervising ------------------------------------------------------------------
+
+    async def _supervise(self) -> RunResult:
+        spec = self._spec
+        reaped = False
+        try:
+            stop = await self._wait_main()
+            grace = stop.grace_s if stop else spec.kill_grace_ms / 1000
+            ending = await self._end_tree(grace)
+            status, rusage = self._reap_main()
+            reaped = True
+            self._close_output(drain=True)
+            result = self._build_result(stop, ending, status, rusage)
+        finally:
+            if not reaped:
+                self._abort()
+            self._close_fds()
+            with _TABLE.lock:
+                _TABLE.active_runs.discard(self._request.run_id)
+        self._result = result
+        log.debug(
+            "run %s of %s ended: %s in %d ms",
+            result.run_id,
+            result.job_name,
+            result.status,
+            result.duration_ms,
+        )
+        return result
+
+    async def _wait_main(self) -> _Stop | None:
+        """Wait for the main process to exit, the timeout, or an interrupt.
+
+        Meanwhile the main process's own peak RSS is sampled, at growing intervals.
+        """
+        started = self._spawned.started_mono
+        deadline = None
+        if self._spec.timeout_ms is not None:
+            deadline = started + self._spec.timeout_ms / 1000
+        gap = _RSS_SAMPLE_FIRST_S
+        sample_at = started + gap
+        while True:
+            wake = sample_at if deadline is None else min(deadline, sample_at)
+            await asyncio.wait(
+                {self._exited, self._stop},
+                timeout=max(0.0, wake - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if self._exited.done():
+                return None
+            if self._stop.done():
+                return self._stop.result()
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return _Stop(RunStatus.TIMEOUT, self._spec.kill_grace_ms / 1000)
+            if now >= sample_at:
+                self._sample_rss()
+                gap = min(gap * 2, _RSS_SAMPLE_MAX_S)
+                sample_at = now + gap
+
+    def _sample_rss(self) -> None:
+        try:
+            with open(f"/proc/{self._spawned.pid}/status", "rb") as file:
+                for line in file:
+                    if line.startswith(b"VmHWM:"):
+                        self._sampled_rss_kb = max(self._sampled_rss_kb or 0, int(line.split()[1]))
+                        return
+        except (OSError, ValueError, IndexError):
+            return  # exiting: its memory is gone
+
+    async def _end_tree(self, grace_s: float) -> _Ending:
+        """End what is left of the run: SIGTERM, ``grace_s``, then SIGKILL."""
+        ending = _Ending()
+        members = await self._live_members()
+        if not members and self._exited.done():
+            return ending
+        self._signal_tree(signal.SIGTERM, members, ending)
+        if await self._until_gone(time.monotonic() + grace_s, signal.SIGTERM, ending):
+            return ending
+        self._signal_tree(signal.SIGKILL, await self._live_members(), ending)
+        if not await self._until_gone(time.monotonic() + _KILL_WAIT_S, signal.SIGKILL, ending):
+            log.warning(
+                "run %s of %s: processes survived SIGKILL for %gs (uninterruptible sleep?)",
+                self._request.run_id,
+                self._request.job_name,
+                _KILL_WAIT_S,
+            )
+            await self._exited  # nothing more to do: the kernel decides when it dies
+        return ending
+
+    async def _until_gone(self, deadline: float, sig: int, ending: _Ending) -> bool:
+        """Poll until the main process and every member are gone; False at ``deadline``."""
+        delay = 0.005
+        while True:
+            if self._exited.done():
+                members = await self._live_members()
+                if not members:
+                    return True
+                self._signal_tree(sig, members, ending)  # late forks get the signal too
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await asyncio.wait({self._exited}, timeout=min(delay, remaining))
+            delay = min(delay * 2, 0.1)
+
+    async def _live_members(self) -> list[_Proc]:
+        snapshot = await self._scanner.snapshot()
+        members = snapshot.members(self._spawned.pid, self._request.run_id)
+        self_pid = os.getpid()
+        for proc in members:
+            if proc.zombie and proc.ppid == self_pid:
+                _reap(proc.pid)  # ours, in the run's tree: cannot be a fresh main
+        _TABLE.reap_strays(_stray_zombies(snapshot))
+        return [proc for proc in members if not proc.zombie]
+
+    def _signal_tree(self, sig: int, members: list[_Proc], ending: _Ending) -> None:
+        ending.signal_sent = sig
+        # Safe by number: the main is not reaped yet, so its group id is still this run's.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._spawned.pid, sig)
+        for proc in members:
+            key = (proc.pid, proc.start, sig)
+            if key not in ending.signalled and _signal_proc(proc, sig):
+                ending.signalled.add(key)
+
+    def _reap_main(self) -> tuple[int, resource.struct_rusage]:
+        pid = self._spawned.pid
+        _, status, rusage = os.wait4(pid, 0)  # exited already: does not block
+        self._spawned.popen.returncode = os.waitstatus_to_exitcode(status)
+        with _TABLE.lock:
+            _TABLE.mains.pop(pid, None)
+        return status, rusage
+
+    def _abort(self) -> None:
+        """Cancelled or broken supervision: kill the group and reap the main at once."""
+        pid = self._spawned.pid
+        log.warning(
+            "run %s of %s: supervision stopped; killing its group",
+            self._request.run_id,
+            self._request.job_name,
+        )
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        self._spawned.popen.returncode = -signal.SIGKILL
+        with _TABLE.lock:
+            _TABLE.mains.pop(pid, None)
+
+    def _close_fds(self) -> None:
+        self._close_output()
+        pidfd, self._spawned.pidfd = self._spawned.pidfd, None
+        if pidfd is not None:
+            self._loop.remove_reader(pidfd)
+            os.close(pidfd)
+
+    def _build_result(
+        self, stop: _Stop | None, ending: _Ending, status: int, rusage: resource.struct_rusage
+    ) -> RunResult:
+        ended_mono = self._exited.result() if self._exited.done() else time.monotonic()
+        duration_ms = max(0, round((ended_mono - self._spawned.started_mono) * 1000))
+        output = self._tail.text()
+        exit_code: int | None = None
+        sig: int | None = None
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+        else:
+            exit_code = os.WEXITSTATUS(status)
+        if stop is None:
+            run_status, error = self._outcome(exit_code, sig, output)
+        else:
+            run_status = stop.status
+            error = self._stop_error(stop, ending)
+        return RunResult(
+            run_id=self._request.run_id,
+            job_name=self._request.job_name,
+            status=run_status,
+            started_at=self._spawned.started_at,
+            completed_at=self._spawned.started_at + timedelta(seconds=duration_ms / 1000),
+            duration_ms=duration_ms,
+            exit_code=exit_code,
+            signal=sig,
+            error=error,
+            output=output,
+            output_truncated=self._tail.truncated,
+            cpu_user_s=rusage.ru_utime,
+            cpu_system_s=rusage.ru_stime,
+            max_rss_kb=self._peak_rss_kb(rusage.ru_maxrss),
+            pid=self.pid,
+        )
+
+    def _peak_rss_kb(self, ru_maxrss: int) -> int | None:
+        """The run's peak RSS: ``wait4``'s when it rose above what the child inherited,
+        else the main process's sampled peak, else unknown."""
+        if ru_maxrss > self._spawned.inherited_rss_kb:
+            return ru_maxrss
+        return self._sampled_rss_kb
+
+    @staticmethod
+    def _outcome(
+        exit_code: int | None, sig: int | None, output: str
+    ) -> tuple[RunStatus, str | None]:
+        if sig is not None:
+            return RunStatus.FAILED, f"killed by signal {sig} ({_signal_name(sig)})"
+        if exit_code == 0:
+            return RunStatus.SUCCESS, None
+        return RunStatus.FAILED, _last_line(output) or f"exited with status {exit_code}"
+
+    def _stop_error(self, stop: _Stop, ending: _Ending) -> str:
+        grace_ms = round(stop.grace_s * 1000)
+        if ending.signal_sent == signal.SIGKILL:
+            how = f"killed with SIGKILL after {_format_ms(grace_ms)} grace"
+        else:
+            how = "terminated with SIGTERM"
+        if stop.status is RunStatus.TIMEOUT:
+            return f"timed out after {_format_ms(self._spec.timeout_ms or 0)} ({how})"
+        return f"interrupted ({how})"
+
+
+# --- crash recovery ---------------------------------------------------------------------
+
+
+def kill_stale(
+    pid: int, create_time: float, *, run_id: str | None = None, grace_s: float = 2.0
+) -> bool:
+    """End what is left of a run whose daemon died; return whether anything was found.
+
+    The main process is matched by ``pid`` and ``create_time`` (psutil's, as stored
+    with the run), never by pid alone; if ``run_id`` is given and the process's
+    environment can be read, it must match too.  Its session, group and
+    descendants are ended with it.  With ``run_id``, processes that escaped the
+    session (found by ``CRONHUB_RUN_ID``) are ended too, even when the main process
+    is gone.  SIGTERM, ``grace_s``, then SIGKILL.  Blocking: call it in a thread.
+    """
+    main = _stale_main(pid, create_time, run_id)
+    if main is None and run_id is None:
+        return False
+    snapshot = _take_snapshot(
+        frozenset({pid}) if main else frozenset(), frozenset(), subreaper=False
+    )
+    targets = snapshot.members(pid if main else -1, run_id or "")
+    if main is not None:
+        targets.append(main)
+    if not targets:
+        return False
+    log.debug("ending %d processes left by run %s (pid %d)", len(targets), run_id, pid)
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, _KILL_WAIT_S)):
+        alive = [proc for proc in targets if _signal_proc(proc, sig)]
+        deadline = time.monotonic() + wait_s
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.02)
+            alive = [proc for proc in alive if _is_running(proc)]
+        if not alive:
+            break
+    return True
+
+
+def _stale_main(pid: int, create_time: float, run_id: str | None) -> _Proc | None:
+    try:
+        if abs(psutil.Process(pid).create_time() - create_time) > _STALE_MATCH_S:
+            return None
+    except psutil.Error:
+        return None
+    main = _read_proc(pid)
+    if main is None or main.zombie or main.sid != pid:  # a run's main leads its session
+        return None
+    if run_id is not None and _environ_run_id(pid) not in (None, run_id):
+        return None  # readable, and another run's (or none's)
+    return main
+
+
+def _is_running(proc: _Proc) -> bool:
+    current = _read_proc(proc.pid)
+    return current is not None and current.start == proc.start and not current.zombie
