@@ -60,6 +60,7 @@ MAX_SLEEP_S = 30.0
 """Longest the main loop sleeps, so a suspend/resume is noticed within this."""
 RETENTION_EVERY_S = 86_400.0
 PRUNE_BATCH = 500
+REAP_DELAY_S = 5.0
 EXTEND_STOP_MARGIN_S = 15.0
 """Asked of systemd beyond ``shutdown_grace`` for ending job trees and flushing history."""
 INSERT_WAIT_S = 2.0
@@ -127,7 +128,7 @@ class Daemon:
         self._clock = clock or SystemClock()
         # Unset NOTIFY_SOCKET & co. so that jobs do not inherit them.
         self._notifier = notifier or Notifier.from_environ(unset_environment=True)
-        self._runner = runner or Runner()
+        self._runner = runner or Runner(base_dir=str(Path(self.config_path).parent))
         self._store = store or StoreService(Store(registry.settings.database))
         self._control = ControlServer(
             socket_path, self._handle_request, control_group=registry.settings.control_group
@@ -147,6 +148,7 @@ class Daemon:
         self._background: list[asyncio.Task[None]] = []
         self._reload_lock = asyncio.Lock()
         self._status_pending = False
+        self._reap_pending = False
         self._signal_fds: tuple[int, int] | None = None
 
     @property
@@ -195,7 +197,9 @@ class Daemon:
                 record.job_name,
             )
             if record.pid and record.pid_create_time:
-                await asyncio.to_thread(kill_stale, record.pid, record.pid_create_time)
+                await asyncio.to_thread(
+                    kill_stale, record.pid, record.pid_create_time, run_id=record.id
+                )
         states = await self._store.call("job_states")
         overrides = {n: s.override for n, s in states.items() if s.override is not None}
         last_fired = await self._store.call("last_fired")
@@ -270,6 +274,7 @@ class Daemon:
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._control.close()
         await self._store.stop(timeout=10.0)
+        self._runner.close()
         self._remove_signal_handlers()
 
     # --- signals -----------------------------------------------------------------
@@ -419,7 +424,29 @@ class Daemon:
             if not waiter.done():
                 waiter.set_result(result)
         self._update_status()
+        self._schedule_reap()
         self._wakeup.set()
+
+    def _schedule_reap(self) -> None:
+        """Reap stray zombies (escaped job processes that ended) a moment after runs end."""
+        if self._reap_pending:
+            return
+        self._reap_pending = True
+
+        def reap() -> None:
+            self._reap_pending = False
+            self._spawn_background(self._reap_orphans())
+
+        asyncio.get_running_loop().call_later(REAP_DELAY_S, reap)
+
+    async def _reap_orphans(self) -> None:
+        try:
+            reaped = await asyncio.to_thread(self._runner.reap_orphans)
+        except Exception:
+            log.exception("reaping stray job processes failed")
+            return
+        if reaped:
+            log.debug("reaped %d stray job process(es)", reaped)
 
     # --- registry ----------------------------------------------------------------
 
