@@ -192,7 +192,7 @@ def test_sigkill_mid_run_then_restart_records_interrupted_and_kills_survivor() -
         wait_until(lambda: runs_of(daemon, "long"), 5)
         daemon.kill()
         assert alive(job_pid), "the job survives its daemon's SIGKILL until recovery"
-        daemon.write_registry('[jobs.other]\nschedule = "1h"\ncommand = "true"\ntimeout = "1s"')
+        daemon.write_registry('[jobs.other]\nschedule = "every 1h"\ncommand = "true"\ntimeout = "1s"')
         daemon.start()
         wait_until(lambda: not alive(job_pid), 10, what="recovery to end the orphaned run")
         run = runs_of(daemon, "long")[0]
@@ -279,7 +279,7 @@ def read_pids_lines(path: Path) -> list[str]:
 
 
 def test_second_daemon_on_the_same_registry_exits_1_naming_the_pid() -> None:
-    with daemon_process('[jobs.a]\nschedule = "1h"\ncommand = "true"\ntimeout = "1s"') as daemon:
+    with daemon_process('[jobs.a]\nschedule = "every 1h"\ncommand = "true"\ntimeout = "1s"') as daemon:
         assert daemon.proc is not None
         second = subprocess.run(
             [CRONHUB, "start", "--config", str(daemon.config)],
@@ -293,10 +293,10 @@ def test_second_daemon_on_the_same_registry_exits_1_naming_the_pid() -> None:
 
 
 def test_sighup_reloads_and_broken_edit_keeps_last_good_registry() -> None:
-    with daemon_process('[jobs.a]\nschedule = "1h"\ncommand = "true"\ntimeout = "1s"') as daemon:
+    with daemon_process('[jobs.a]\nschedule = "every 1h"\ncommand = "true"\ntimeout = "1s"') as daemon:
         daemon.write_registry(
-            '[jobs.a]\nschedule = "1h"\ncommand = "true"\ntimeout = "1s"\n\n'
-            '[jobs.b]\nschedule = "1h"\ncommand = "true"\ntimeout = "1s"\n'
+            '[jobs.a]\nschedule = "every 1h"\ncommand = "true"\ntimeout = "1s"\n\n'
+            '[jobs.b]\nschedule = "every 1h"\ncommand = "true"\ntimeout = "1s"\n'
         )
         daemon.signal(signal.SIGHUP)
         wait_until(
