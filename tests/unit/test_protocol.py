@@ -523,3 +523,10 @@ def test_any_result_encodes_to_one_valid_utf8_json_line(result: object) -> None:
     raw = encode_ok(result, id=1)
     assert raw.endswith(b"\n") and raw.count(b"\n") == 1
     json.loads(raw.decode("utf-8"))
+
+
+def test_protocol_run_statuses_match_the_model() -> None:
+    from cronhub.model import RunStatus
+    from cronhub.protocol import RUN_STATUSES
+
+    assert set(RUN_STATUSES) == {str(s) for s in RunStatus}
