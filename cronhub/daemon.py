@@ -34,6 +34,7 @@ from cronhub.errors import (
     ProtocolError,
     ShuttingDown,
 )
+from cronhub.ids import uuid7
 from cronhub.logs import configure_logging
 from cronhub.model import (
     JobSpec,
@@ -50,7 +51,7 @@ from cronhub.registry import job_config, load_registry
 from cronhub.runner import RunHandle, Runner, kill_stale, set_child_subreaper
 from cronhub.schedule import describe
 from cronhub.sdnotify import Notifier
-from cronhub.store import Store, StoreService
+from cronhub.store import PRUNE_BATCH, Store, StoreService
 from cronhub.views import iso, job_status_json, run_json
 from cronhub.watch import watch_registry
 
@@ -59,7 +60,6 @@ log = logging.getLogger("cronhub.daemon")
 MAX_SLEEP_S = 30.0
 """Longest the main loop sleeps, so a suspend/resume is noticed within this."""
 RETENTION_EVERY_S = 86_400.0
-PRUNE_BATCH = 500
 REAP_DELAY_S = 5.0
 EXTEND_STOP_MARGIN_S = 15.0
 """Asked of systemd beyond ``shutdown_grace`` for ending job trees and flushing history."""
@@ -67,9 +67,7 @@ INSERT_WAIT_S = 2.0
 """How long a start waits for its ``running`` row to commit before spawning anyway."""
 
 
-def run_daemon(
-    config_path: str, *, log_level: str | None = None, socket: str | None = None
-) -> int:
+def run_daemon(config_path: str, *, log_level: str | None = None, socket: str | None = None) -> int:
     """Run the daemon in the foreground until SIGTERM/SIGINT; return the exit code."""
     try:
         configure_logging(log_level)
@@ -210,6 +208,7 @@ class Daemon:
             mono=self._clock.monotonic(),
             overrides=overrides,
             last_fired=last_fired,
+            new_id=uuid7,
         )
         await self._control.start()
         self._background = [
@@ -464,9 +463,7 @@ class Daemon:
                     log.error("registry not reloaded: keeping the last good registry")
                     raise
                 self._warn_restart_only_changes(registry)
-                diff = self.engine.on_registry(
-                    registry, self._clock.now(), self._clock.monotonic()
-                )
+                diff = self.engine.on_registry(registry, self._clock.now(), self._clock.monotonic())
                 self.registry = registry
                 self._registry_errors = []
                 self._registry_loaded_at = self._clock.now()
@@ -542,9 +539,7 @@ class Daemon:
     def _spawn_background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._background.append(task)
-        task.add_done_callback(
-            lambda t: t in self._background and self._background.remove(t)
-        )
+        task.add_done_callback(lambda t: t in self._background and self._background.remove(t))
 
     def _update_status(self) -> None:
         """Send STATUS= to systemd at most once a second."""

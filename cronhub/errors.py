@@ -135,3 +135,7 @@ class ShuttingDown(CronhubError):
 
     def __init__(self) -> None:
         super().__init__("the daemon is shutting down")
+
+
+class StoreUnavailable(StoreError):
+    """The database is locked, read-only, full or failing; the write can be retried."""

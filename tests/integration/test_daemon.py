@@ -192,7 +192,9 @@ def test_sigkill_mid_run_then_restart_records_interrupted_and_kills_survivor() -
         wait_until(lambda: runs_of(daemon, "long"), 5)
         daemon.kill()
         assert alive(job_pid), "the job survives its daemon's SIGKILL until recovery"
-        daemon.write_registry('[jobs.other]\nschedule = "every 1h"\ncommand = "true"\ntimeout = "1s"')
+        daemon.write_registry(
+            '[jobs.other]\nschedule = "every 1h"\ncommand = "true"\ntimeout = "1s"'
+        )
         daemon.start()
         wait_until(lambda: not alive(job_pid), 10, what="recovery to end the orphaned run")
         run = runs_of(daemon, "long")[0]
@@ -268,7 +270,9 @@ def test_read_only_database_holds_results_until_it_is_writable_again() -> None:
         os.chmod(daemon.folder, folder_mode)
         daemon.stop()
         ids = read_pids_lines(ran)
-        rows = dict(daemon.rows("SELECT id, status FROM scheduled_job_history WHERE job_name='tick'"))
+        rows = dict(
+            daemon.rows("SELECT id, status FROM scheduled_job_history WHERE job_name='tick'")
+        )
         missing = [i for i in ids if i not in rows]
         assert not missing, f"{len(missing)} runs lost during the outage"
         assert "warning" in daemon.log_text().lower() or "WARNING" in daemon.log_text()
@@ -279,7 +283,9 @@ def read_pids_lines(path: Path) -> list[str]:
 
 
 def test_second_daemon_on_the_same_registry_exits_1_naming_the_pid() -> None:
-    with daemon_process('[jobs.a]\nschedule = "every 1h"\ncommand = "true"\ntimeout = "1s"') as daemon:
+    with daemon_process(
+        '[jobs.a]\nschedule = "every 1h"\ncommand = "true"\ntimeout = "1s"'
+    ) as daemon:
         assert daemon.proc is not None
         second = subprocess.run(
             [CRONHUB, "start", "--config", str(daemon.config)],
@@ -293,7 +299,9 @@ def test_second_daemon_on_the_same_registry_exits_1_naming_the_pid() -> None:
 
 
 def test_sighup_reloads_and_broken_edit_keeps_last_good_registry() -> None:
-    with daemon_process('[jobs.a]\nschedule = "every 1h"\ncommand = "true"\ntimeout = "1s"') as daemon:
+    with daemon_process(
+        '[jobs.a]\nschedule = "every 1h"\ncommand = "true"\ntimeout = "1s"'
+    ) as daemon:
         daemon.write_registry(
             '[jobs.a]\nschedule = "every 1h"\ncommand = "true"\ntimeout = "1s"\n\n'
             '[jobs.b]\nschedule = "every 1h"\ncommand = "true"\ntimeout = "1s"\n'

@@ -28,9 +28,7 @@ class NotifyListener:
                 data = self.sock.recv(65536)
             except TimeoutError:
                 return self.messages
-            fields = dict(
-                line.split("=", 1) for line in data.decode().splitlines() if "=" in line
-            )
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
             self.messages.append((time.monotonic(), fields))
 
     def wait_for(self, key: str, value: str | None = None, *, after: int = 0, timeout=15.0):
@@ -93,8 +91,10 @@ def test_jobs_do_not_inherit_the_notify_socket() -> None:
         try:
             daemon.start()
             wait_until(
-                lambda: daemon.call("history", job="env")["runs"][:1]
-                and daemon.call("history", job="env")["runs"][0]["status"] == "success",
+                lambda: (
+                    daemon.call("history", job="env")["runs"][:1]
+                    and daemon.call("history", job="env")["runs"][0]["status"] == "success"
+                ),
                 10,
             )
             assert daemon.call("logs", job="env")["output"].strip() == "notify=unset"
