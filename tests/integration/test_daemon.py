@@ -77,7 +77,7 @@ def test_timeout_ends_the_whole_tree_including_escaped_grandchildren() -> None:
     trap '' TERM
     setsid sh -c 'trap "" TERM; sleep 1000' &
     echo $! >> pids
-    (sleep 1000 & echo $! >> pids) 
+    (sleep 1000 & echo $! >> pids)
     echo $$ >> pids
     sleep 1000
     '''
@@ -161,7 +161,10 @@ def test_environment_cwd_and_stdin_of_a_run(tmp_path: Path) -> None:
     jobs = f"""
     [jobs.env]
     schedule = "@reboot"
-    command = "env | grep ^CRONHUB_ | sort > {tmp_path}/env.txt; pwd >> {tmp_path}/env.txt; cat >> {tmp_path}/env.txt; echo FOO=$FOO >> {tmp_path}/env.txt"
+    command = '''
+    out={tmp_path}/env.txt
+    env | grep ^CRONHUB_ | sort > $out; pwd >> $out; cat >> $out; echo FOO=$FOO >> $out
+    '''
     env = {{ FOO = "bar" }}
     cwd = "/tmp"
     timeout = "10s"
