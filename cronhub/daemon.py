@@ -395,6 +395,8 @@ class Daemon:
         already holds this run's key (job, scheduled time, attempt).
         """
         future = self._store.submit("insert_run", request, started_at=self._clock.now())
+        if not self._store.available:
+            return True  # in an outage: do not hold the start for a write that is held
         try:
             return bool(await asyncio.wait_for(asyncio.shield(future), INSERT_WAIT_S))
         except TimeoutError:
