@@ -26,3 +26,12 @@ lint: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache var cronhub.db* cronhub.sock
+
+## The benchmark suite (docs in bench/README.md); about 10 minutes on 2 cores.
+bench: $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/python -m bench.run
+
+## A few-second run of the bench, to check that it works.
+bench-smoke: $(BIN)/.installed
+	$(BIN)/python -m bench.run --quick --only cli
