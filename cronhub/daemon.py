@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -138,6 +139,7 @@ class Daemon:
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._force_stop = False
+        self._interrupting = False
         self._handles: dict[str, RunHandle] = {}
         self._specs: dict[str, JobSpec] = {}
         self._requests: dict[str, RunRequest] = {}
@@ -194,10 +196,12 @@ class Daemon:
                 record.id,
                 record.job_name,
             )
-            if record.pid and record.pid_create_time:
-                await asyncio.to_thread(
-                    kill_stale, record.pid, record.pid_create_time, run_id=record.id
-                )
+            # Matched by pid and start time when the row has them, and in any case by
+            # CRONHUB_RUN_ID in the environment (the daemon may have died between the
+            # spawn and recording the pid); never by pid alone.
+            await asyncio.to_thread(
+                kill_stale, record.pid or 0, record.pid_create_time or 0.0, run_id=record.id
+            )
         states = await self._store.call("job_states")
         overrides = {n: s.override for n, s in states.items() if s.override is not None}
         last_fired = await self._store.call("last_fired")
@@ -256,10 +260,13 @@ class Daemon:
                 log.warning(
                     "stopping: interrupting %d run(s) still in progress", len(self._launches)
                 )
+                # Runs spawned from now on are interrupted by _launch itself.
+                self._interrupting = True
                 await asyncio.gather(
                     *(
                         handle.interrupt(self._specs[run_id].kill_grace_ms / 1000)
                         for run_id, handle in list(self._handles.items())
+                        if run_id in self._specs
                     ),
                     return_exceptions=True,
                 )
@@ -342,49 +349,65 @@ class Daemon:
         self._specs[run_id] = spec
         self._requests[run_id] = request
         try:
-            if not await self._insert_running_row(request):
-                log.warning(
-                    "run of %s scheduled at %s attempt %d is already in history; not starting it",
-                    request.job_name,
-                    iso(request.scheduled_at),
-                    request.attempt,
-                )
-                self.engine.on_not_started(run_id)
-                self._wakeup.set()
-                return
-            handle = await self._runner.start(spec, request)
-            self._handles[run_id] = handle
-            self.engine.on_started(run_id)
-            self._store.submit(
-                "set_run_pid", run_id, handle.pid, handle.pid_create_time, self._clock.now()
-            )
-            log.info(
-                "run started job=%s run=%s trigger=%s attempt=%d pid=%s",
-                request.job_name,
-                run_id,
-                request.trigger,
-                request.attempt,
-                handle.pid,
-            )
-            self._update_status()
-            result = await handle.wait()
+            result = await self._supervise(request, spec)
         except Exception as exc:
             log.exception("run %s of %s could not be supervised", run_id, request.job_name)
-            now = self._clock.now()
-            result = RunResult(
-                run_id=run_id,
-                job_name=request.job_name,
+            result = replace(
+                self._not_started(request, f"cronhub could not run the job: {exc}"),
                 status=RunStatus.FAILED,
-                started_at=now,
-                completed_at=now,
-                duration_ms=0,
-                error=f"cronhub could not run the job: {exc}",
             )
         finally:
             self._handles.pop(run_id, None)
             self._specs.pop(run_id, None)
             self._requests.pop(run_id, None)
-        self._finish(request, result)
+        if result is not None:
+            self._finish(request, result)
+
+    async def _supervise(self, request: RunRequest, spec: JobSpec) -> RunResult | None:
+        """Record, spawn and watch one run; None if history already holds its key."""
+        run_id = request.run_id
+        if not await self._insert_running_row(request):
+            log.warning(
+                "run of %s scheduled at %s attempt %d is already in history; not starting it",
+                request.job_name,
+                iso(request.scheduled_at),
+                request.attempt,
+            )
+            self.engine.on_not_started(run_id)
+            self._wakeup.set()
+            return None
+        if self._stopping.is_set():
+            return self._not_started(request, "not started: the daemon is shutting down")
+        handle = await self._runner.start(spec, request)
+        self._handles[run_id] = handle
+        if self._interrupting:
+            await handle.interrupt(spec.kill_grace_ms / 1000)
+        self.engine.on_started(run_id)
+        self._store.submit(
+            "set_run_pid", run_id, handle.pid, handle.pid_create_time, self._clock.now()
+        )
+        log.info(
+            "run started job=%s run=%s trigger=%s attempt=%d pid=%s",
+            request.job_name,
+            run_id,
+            request.trigger,
+            request.attempt,
+            handle.pid,
+        )
+        self._update_status()
+        return await handle.wait()
+
+    def _not_started(self, request: RunRequest, reason: str) -> RunResult:
+        now = self._clock.now()
+        return RunResult(
+            run_id=request.run_id,
+            job_name=request.job_name,
+            status=RunStatus.SKIPPED,
+            started_at=now,
+            completed_at=now,
+            duration_ms=0,
+            error=reason,
+        )
 
     async def _insert_running_row(self, request: RunRequest) -> bool:
         """Commit the run's row as ``running`` before spawning it.

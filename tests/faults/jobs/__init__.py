@@ -1,0 +1,1 @@
+"""Misbehaving jobs for the fault suite, copied beside each test registry as ``faultjobs``."""
