@@ -24,6 +24,7 @@ Rules beyond the format described in the README:
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import datetime as dt
 import difflib
 import importlib
@@ -32,11 +33,11 @@ import os
 import re
 import sys
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.machinery import BuiltinImporter, FrozenImporter, ModuleSpec, PathFinder
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronhub.durations import parse_duration, parse_size
@@ -56,6 +57,7 @@ from cronhub.model import (
 from cronhub.schedule import parse_schedule
 
 __all__ = [
+    "RegistryCache",
     "RegistryDiff",
     "default_registry_path",
     "diff_registries",
@@ -148,12 +150,37 @@ class RegistryDiff:
         return not (self.added or self.removed or self.changed)
 
 
+class RegistryCache:
+    """What one parse of a registry learnt, for the next parse of it to reuse.
+
+    Pass the same cache to successive :func:`parse_registry` (or
+    :func:`load_registry`) calls of one file, as the daemon's reloads do.
+    A section (a ``[jobs.NAME]`` table from its header to the next) whose
+    text is unchanged is not parsed again, and its job keeps its
+    :class:`JobSpec` without being validated again while ``[defaults]``,
+    the scheduler's time zone and the registry's folder are unchanged; a
+    callable's module is still looked up each time.  Only the last parse is
+    kept.  Not thread-safe: one cache per file, used by one caller at a time.
+    """
+
+    __slots__ = ("_context", "_sections")
+
+    def __init__(self) -> None:
+        self._sections: dict[str, _Cached] = {}
+        self._context: tuple[object, ...] | None = None
+
+    def __len__(self) -> int:
+        """Sections remembered."""
+        return len(self._sections)
+
+
 def parse_registry(
     text: str,
     path: str,
     *,
     environ: Mapping[str, str] | None = None,
     module_exists: ModuleExists | None = None,
+    cache: RegistryCache | None = None,
 ) -> Registry:
     """Validate registry ``text`` and return the :class:`Registry` it describes.
 
@@ -161,30 +188,45 @@ def parse_registry(
     made absolute against the working directory, is the registry's folder).
     ``environ`` supplies the ``CRONHUB_*`` overrides and systemd's directories
     (``None`` means an empty environment).  ``module_exists(module, base_dir)``
-    checks a callable's module; ``None`` skips the check.  Never opens a file.
+    checks a callable's module; ``None`` skips the check.  ``cache`` makes a
+    reparse of a large registry cost little more than its changed jobs (see
+    :class:`RegistryCache`).  Never opens a file.
 
     Raises :class:`ConfigError` carrying every issue found.
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([_syntax_issue(exc, text, path)]) from exc
+    document = _Document.split(text, {} if cache is None else cache._sections)
+    if document is None:  # a layout the section splitter leaves to tomllib (or invalid TOML)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([_syntax_issue(exc, text, path)]) from exc
+        document = _Document(data, _ScannedLines(text), ())
     parser = _Parser(
-        data,
+        document.data,
         path=path,
-        lines=_KeyLines(text).scan(),
+        lines=document.lines,
         environ={} if environ is None else environ,
         module_exists=module_exists,
     )
-    return parser.parse()
+    if cache is None:
+        return parser.parse()
+    parser.reuse(cache, document.sections)
+    try:
+        return parser.parse()
+    finally:
+        parser.remember(cache, document.sections)
 
 
 def load_registry(
-    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    cache: RegistryCache | None = None,
 ) -> Registry:
     """Read and validate the registry file at ``path``.
 
-    ``environ`` defaults to :data:`os.environ`.  A callable's module is looked up
+    ``environ`` defaults to :data:`os.environ`; ``cache`` is passed on to
+    :func:`parse_registry`.  A callable's module is looked up
     in the registry's folder and then on :data:`sys.path`, without being
     imported.  Raises :class:`ConfigError` (naming the path when the file
     cannot be read).
@@ -204,6 +246,7 @@ def load_registry(
         name,
         environ=os.environ if environ is None else environ,
         module_exists=module_exists,
+        cache=cache,
     )
 
 
@@ -292,7 +335,7 @@ class _Parser:
         data: dict[str, object],
         *,
         path: str,
-        lines: Mapping[KeyPath, int],
+        lines: _LineIndex,
         environ: Mapping[str, str],
         module_exists: ModuleExists | None,
     ) -> None:
@@ -304,16 +347,43 @@ class _Parser:
         self._base_dir = os.path.dirname(os.path.abspath(path))
         self._errors: list[ConfigIssue] = []
         self._warnings: list[ConfigIssue] = []
+        self._specs: dict[str, JobSpec] = {}
+        self._reusable: Mapping[str, JobSpec] = {}
+        self._schedules: dict[tuple[object, str], Schedule] = {}
+        self._context: tuple[object, ...] = ()
+        self._cached_context: tuple[object, ...] | None = None
 
     # -- issues
 
     def _line(self, keys: KeyPath) -> int | None:
         """The line that defines ``keys``, or else its nearest enclosing table."""
-        for end in range(len(keys), 0, -1):
-            line = self._lines.get(keys[:end])
-            if line is not None:
-                return line
-        return None
+        return self._lines.line(keys)
+
+    # -- the cache
+
+    def reuse(self, cache: RegistryCache, sections: Sequence[_Section]) -> None:
+        """Take from ``cache`` the specs of jobs whose section text is unchanged.
+
+        They are used only if the context they were built in is still the
+        same, which :meth:`parse` checks once the settings are known.
+        """
+        reusable: dict[str, JobSpec] = {}
+        for section in sections:
+            cached = cache._sections.get(section.text)
+            if section.job is not None and cached is not None and cached.spec is not None:
+                reusable[section.job] = cached.spec
+        self._reusable = reusable
+        self._cached_context = cache._context
+
+    def remember(self, cache: RegistryCache, sections: Sequence[_Section]) -> None:
+        """Keep this parse's sections (and the specs built from them) in ``cache``."""
+        cache._sections = {
+            section.text: _Cached(
+                section.data, self._specs.get(section.job) if section.job is not None else None
+            )
+            for section in sections
+        }
+        cache._context = self._context
 
     def _error(
         self,
@@ -355,9 +425,13 @@ class _Parser:
         jobs_table = self._table("jobs")
         settings = self._settings(scheduler)
         default_values = self._defaults(defaults)
-        jobs: dict[str, JobSpec] = {}
+        self._context = (self._base_dir, settings.timezone, defaults)
+        if self._cached_context != self._context:
+            self._reusable = {}
+        jobs = self._specs
         for name, body in jobs_table.items():
-            spec = self._job(name, body, default_values, settings)
+            reused = self._reusable.get(name)
+            spec = self._job(name, body, default_values, settings, reused)
             if spec is not None:
                 jobs[name] = spec
         if self._errors:
@@ -466,8 +540,11 @@ class _Parser:
         body: object,
         defaults: Values,
         settings: SchedulerSettings,
+        reused: JobSpec | None = None,
     ) -> JobSpec | None:
         keys = ("jobs", name)
+        if reused is not None:
+            return self._reused_job(reused)
         valid_name = self._check_job_name(name)
         if not isinstance(body, dict):
             self._error(f"expected a table of job keys, got {_describe(body)}", keys, job=name)
@@ -483,14 +560,30 @@ class _Parser:
         if not valid_name or schedule is None or len(self._errors) > errors_before:
             return None
         spec = self._build_spec(name, values, schedule, timezone)
+        self._check_timeout(spec)
+        return spec
+
+    def _reused_job(self, spec: JobSpec) -> JobSpec | None:
+        """A job from the cache: moved to its current line, its callable looked up again."""
+        if spec.callable is not None:
+            errors_before = len(self._errors)
+            self._check_module(spec.name, spec.callable)
+            if len(self._errors) > errors_before:
+                return None
+        line = self._line(("jobs", spec.name))
+        if line != spec.line:
+            spec = dataclasses.replace(spec, line=line)
+        self._check_timeout(spec)
+        return spec
+
+    def _check_timeout(self, spec: JobSpec) -> None:
         if spec.singleton and spec.timeout_ms is None:
             self._warn(
                 "singleton job has no timeout: one hung run would block it for good",
-                keys,
-                job=name,
+                ("jobs", spec.name),
+                job=spec.name,
                 field="timeout",
             )
-        return spec
 
     def _check_job_name(self, name: str) -> bool:
         if JOB_NAME.fullmatch(name):
@@ -526,15 +619,20 @@ class _Parser:
                         field=key,
                     )
         reference = own.get("callable")
-        if isinstance(reference, str) and self._module_exists is not None:
-            module = reference.partition(":")[0]
-            if not self._module_exists(module, self._base_dir):
-                self._error(
-                    f'module "{module}" not found in the registry\'s folder or on sys.path',
-                    (*keys, "callable"),
-                    job=name,
-                    field="callable",
-                )
+        if isinstance(reference, str):
+            self._check_module(name, reference)
+
+    def _check_module(self, name: str, reference: str) -> None:
+        if self._module_exists is None:
+            return
+        module = reference.partition(":")[0]
+        if not self._module_exists(module, self._base_dir):
+            self._error(
+                f'module "{module}" not found in the registry\'s folder or on sys.path',
+                ("jobs", name, "callable"),
+                job=name,
+                field="callable",
+            )
 
     def _job_schedule(
         self, name: str, body: dict[str, object], timezone: str, settings: SchedulerSettings
@@ -553,12 +651,18 @@ class _Parser:
             return None  # the converter reported the type
         if not _zone_exists(timezone):
             return None  # the bad zone is reported where it was written
+        known = self._schedules.get((value, timezone))
+        if known is not None:
+            return known  # schedules are immutable values: one per value and zone
         try:
-            return parse_schedule(value, timezone=timezone)
+            schedule = parse_schedule(value, timezone=timezone)
         except ScheduleError as exc:
             reason = exc.reason
         except ConfigError as exc:  # any other message-only error from the schedule parser
             reason = "; ".join(issue.message for issue in exc.issues)
+        else:
+            self._schedules[(value, timezone)] = schedule
+            return schedule
         self._error(reason, keys, job=name, field="schedule")
         return None
 
@@ -955,7 +1059,177 @@ def _syntax_issue(exc: tomllib.TOMLDecodeError, text: str, path: str) -> ConfigI
     return ConfigIssue(f"TOML syntax error: {message}", path=path, line=line, col=col)
 
 
+# --- sections ------------------------------------------------------------------------
+# A registry is split at the lines that open with "[" into sections, each parsed
+# by tomllib on its own (and remembered by its text in a RegistryCache).  The
+# split is checked, not trusted: a "[" line inside a multi-line string or array
+# leaves the section before it unterminated, which tomllib refuses, and anything
+# but [NAME] and [jobs.NAME] headers, each once, is left to a whole-text parse.
+
+_SECTION_START = re.compile(r"^[ \t]*\[", re.MULTILINE)
+_KEY = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')"""
+_HEADER = re.compile(
+    rf"[ \t]*\[[ \t]*{_KEY}(?P<dotted>[ \t]*\.[ \t]*{_KEY})?[ \t]*\][ \t]*(?:#[^\n]*)?(?:\r?\n|$)"
+)
+
+
+class _Cached(NamedTuple):
+    data: dict[str, Any]
+    spec: JobSpec | None
+
+
+class _Section(NamedTuple):
+    """One section: its text, what tomllib made of it, where it starts."""
+
+    text: str
+    data: dict[str, Any]
+    line: int
+    table: str | None  # [table]
+    job: str | None  # [jobs.NAME]
+
+
+class _Document(NamedTuple):
+    data: dict[str, Any]
+    lines: _LineIndex
+    sections: tuple[_Section, ...]
+
+    @classmethod
+    def split(cls, text: str, known: Mapping[str, _Cached]) -> _Document | None:
+        """The document parsed section by section, or None to parse it whole.
+
+        ``known`` maps section texts already parsed to their data.
+        """
+        starts = [match.start() for match in _SECTION_START.finditer(text)]
+        sections: list[_Section] = []
+        line = 1
+        for start, end in zip([0, *starts], [*starts, len(text)], strict=True):
+            chunk = text[start:end]
+            section = _parse_section(chunk, line, known)
+            if section is None:
+                return None
+            sections.append(section)
+            line += chunk.count("\n")
+        data = _merge(sections)
+        if data is None:
+            return None
+        return cls(data, _SectionLines(sections), tuple(sections))
+
+
+def _parse_section(chunk: str, line: int, known: Mapping[str, _Cached]) -> _Section | None:
+    cached = known.get(chunk)
+    if cached is not None:
+        data = cached.data
+    else:
+        try:
+            data = tomllib.loads(chunk)
+        except tomllib.TOMLDecodeError:
+            return None
+    if not chunk.lstrip(" \t").startswith("["):
+        return _Section(chunk, data, line, None, None)
+    header = _HEADER.match(chunk)
+    if header is None or len(data) != 1:
+        return None
+    ((table, body),) = data.items()
+    if not isinstance(body, dict):
+        return None
+    if header.group("dotted") is None:
+        return _Section(chunk, data, line, table, None)
+    if table != "jobs" or len(body) != 1:
+        return None
+    ((job, job_body),) = body.items()
+    if not isinstance(job_body, dict):
+        return None
+    return _Section(chunk, data, line, None, job)
+
+
+def _merge(sections: Sequence[_Section]) -> dict[str, Any] | None:
+    """The whole document from its sections; None where TOML's rules need tomllib.
+
+    Each table is declared once and each key defined once: a clash is an error
+    (or a subtlety) tomllib reports or resolves on the whole text.
+    """
+    data: dict[str, Any] = {}
+    jobs: dict[str, Any] = {}
+    jobs_declared = False
+    for section in sections:
+        if section.job is None and section.table != "jobs":
+            if "jobs" in section.data or not data.keys().isdisjoint(section.data):
+                return None
+            data.update(section.data)
+            continue
+        if section.table == "jobs":
+            if jobs_declared:
+                return None
+            jobs_declared = True
+        added = section.data["jobs"]
+        if not jobs.keys().isdisjoint(added):
+            return None
+        data.setdefault("jobs", jobs)
+        jobs.update(added)
+    return data
+
+
 # --- where keys are written --------------------------------------------------------
+
+
+class _LineIndex(Protocol):
+    """Where keys are written: ``line(keys)`` is the line that defines ``keys``,
+    or else that of its nearest enclosing table (None when unknown)."""
+
+    def line(self, keys: KeyPath) -> int | None: ...
+
+
+class _ScannedLines:
+    """Lines of a whole text, scanned on first use."""
+
+    def __init__(self, text: str, first_line: int = 1) -> None:
+        self._text = text
+        self._offset = first_line - 1
+        self._found: dict[KeyPath, int] | None = None
+
+    def line(self, keys: KeyPath) -> int | None:
+        if self._found is None:
+            self._found = _KeyLines(self._text).scan()
+        for end in range(len(keys), 0, -1):
+            line = self._found.get(keys[:end])
+            if line is not None:
+                return line + self._offset
+        return None
+
+
+class _SectionLines:
+    """Lines of a split document: headers known, a section scanned when asked about."""
+
+    def __init__(self, sections: Sequence[_Section]) -> None:
+        self._owners: dict[KeyPath, _ScannedLines] = {}
+        self._headers: dict[KeyPath, int] = {}
+        root: _ScannedLines | None = None
+        for section in sections:
+            scanned = _ScannedLines(section.text, section.line)
+            if section.job is not None:
+                path: KeyPath = ("jobs", section.job)
+            elif section.table is not None:
+                path = (section.table,)
+            else:
+                root = scanned
+                continue
+            self._owners[path] = scanned
+            self._headers.setdefault(path[:1], section.line)
+            self._headers.setdefault(path, section.line)
+        self._root = root
+
+    def line(self, keys: KeyPath) -> int | None:
+        header = self._headers.get(keys)
+        if header is not None:
+            return header  # the common question (a job's own line), answered without a scan
+        for end in range(len(keys), 0, -1):
+            owner = self._owners.get(keys[:end])
+            found = None if owner is None else owner.line(keys)
+            if found is None:
+                found = self._headers.get(keys[:end])
+            if found is not None:
+                return found
+        return None if self._root is None else self._root.line(keys)
 
 
 class _ScanStopped(CronhubError):

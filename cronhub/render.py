@@ -6,6 +6,11 @@ or writes to a stream.  Text that comes from jobs (names, descriptions,
 errors, commands) is always wrapped in :class:`rich.text.Text`, never
 interpolated into markup, so ``"[red]x[/]"`` prints as written.
 
+Tables are :class:`FittedTable`, not :class:`rich.table.Table`: rich measures
+every cell again for each layout pass, which made a 100-job ``cronhub status``
+spend a third of a second laying out; a fitted table measures each cell once
+and prints each line as one styled :class:`~rich.text.Text`.
+
 Imports rich and the standard library only (plus :mod:`cronhub.durations`,
 which is dependency-free), so ``cronhub status`` stays light.
 """
@@ -15,18 +20,21 @@ from __future__ import annotations
 import json
 import re
 import signal
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 from rich.cells import cell_len
-from rich.console import Group, RenderableType
-from rich.panel import Panel
-from rich.table import Table
+from rich.console import Group
+from rich.measure import Measurement
+from rich.segment import Segment
 from rich.text import Text
 
 from cronhub.durations import format_duration_ms
+
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderableType
+    from rich.panel import Panel
 
 STATUS_STYLES: Mapping[str, str] = {
     "success": "green",
@@ -122,24 +130,30 @@ def status_text(status: str | None) -> Text:
 
 def enabled_text(job: Mapping[str, Any], *, separator: str = " ") -> Text:
     """``yes``/``no``, marked when a ``cronhub enable|disable`` override decides it."""
+    return Text(separator).join(_enabled_lines(job))
+
+
+def _enabled_lines(job: Mapping[str, Any]) -> list[Text]:
     enabled = bool(job.get("enabled"))
-    text = Text("yes" if enabled else "no", style="" if enabled else "yellow")
+    lines = [Text("yes") if enabled else Text("no", style="yellow")]
     override = job.get("override")
     if override is not None:
         mark = "enabled by override" if override else "disabled by override"
-        text.append(f"{separator}({mark})", style="dim")
-    return text
+        lines.append(Text(f"({mark})", style="dim"))
+    return lines
 
 
 def schedule_text(job: Mapping[str, Any]) -> Text:
     """The schedule as written, with its human reading below when it adds something."""
+    return Text("\n").join(_schedule_lines(job))
+
+
+def _schedule_lines(job: Mapping[str, Any]) -> list[Text]:
     written = str(job.get("schedule", ""))
-    text = Text(written)
     human = job.get("schedule_human")
     if human and human != written:
-        text.append("\n")
-        text.append(str(human), style="dim")
-    return text
+        return [Text(written), Text(str(human), style="dim")]
+    return [Text(written)]
 
 
 def exit_text(run: Mapping[str, Any]) -> str:
@@ -193,21 +207,28 @@ def _last_status_text(job: Mapping[str, Any]) -> Text:
     return status_text(job.get("last_status"))
 
 
-# --- status ------------------------------------------------------------------
+# --- tables ------------------------------------------------------------------
+
+_GAP = 2
+"""Spaces between two columns (none before the first or after the last)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Column:
-    """One column of a fitted table.
+CellValue = Text | Sequence[Text]
+"""A cell: one :class:`Text` (``\\n`` separates its lines) or its lines one by one."""
+
+
+class _Column(NamedTuple):
+    """One column of a :class:`FittedTable`.
 
     ``hide`` orders what goes when the table is too wide for the terminal
     (highest first; 0 = always shown).  The table is measured with each cell
     on its first line; a ``wrap`` column may wrap (its later lines always),
-    and counts at most ``wrap_at`` characters.
+    and counts at most ``wrap_at`` characters.  ``cell`` makes the column's
+    cell of one row.
     """
 
     header: str
-    cell: Callable[[Mapping[str, Any]], Text]
+    cell: Callable[[Mapping[str, Any]], CellValue] = lambda _row: Text()
     hide: int = 0
     justify: Literal["left", "right"] = "left"
     wrap: bool = False
@@ -215,57 +236,204 @@ class _Column:
     style: str = ""
 
 
-def _fitted_table(
-    columns: Sequence[_Column], rows: Sequence[Mapping[str, Any]], width: int | None
-) -> Table:
-    """A table of ``rows`` that fits ``width``, hiding columns by their ``hide`` order."""
-    cells = [[column.cell(row) for column in columns] for row in rows]
-    shown = list(range(len(columns)))
-    hidden: list[str] = []
-    while width is not None and _natural_width(columns, cells, shown) > width:
-        candidates = [index for index in shown if columns[index].hide]
+class _Cell(NamedTuple):
+    """A cell's lines and the width of each in terminal cells (measured once)."""
+
+    lines: list[Text]
+    sizes: list[int]
+
+    @classmethod
+    def of(cls, value: CellValue, style: str = "") -> _Cell:
+        if isinstance(value, Text):
+            lines = [value] if "\n" not in value.plain else list(value.split("\n"))
+        else:
+            lines = list(value)
+        if style:
+            for line in lines:
+                line.stylize_before(style)
+        return cls(lines, [cell_len(line.plain) for line in lines])
+
+
+class _Layout(NamedTuple):
+    shown: tuple[int, ...]
+    widths: tuple[int, ...]
+    hidden: tuple[str, ...]
+
+
+class FittedTable:
+    """Rows of :class:`Text` cells in columns laid out once for the width at hand.
+
+    Each cell is measured once, as plain text.  Columns are hidden by their
+    ``hide`` order until the table fits (a dim caption names them), ``wrap``
+    columns share the room left over for their later lines and wrap when even
+    that is short, and other cells too wide are cut with ``…``.  Lines go
+    straight to segments, without trailing spaces, so a 100-row table prints
+    in a few milliseconds.
+    """
+
+    def __init__(
+        self,
+        columns: Sequence[_Column],
+        rows: Iterable[Sequence[CellValue]],
+        *,
+        width: int | None = None,
+        show_header: bool = True,
+    ) -> None:
+        self.columns = tuple(columns)
+        self.width = width
+        self.header = (
+            [_Cell.of(Text(column.header, style="bold")) for column in self.columns]
+            if show_header
+            else None
+        )
+        self.rows = [
+            [_Cell.of(text, column.style) for text, column in zip(row, self.columns, strict=True)]
+            for row in rows
+        ]
+        self._natural, self._full = self._measure()
+
+    def _measure(self) -> tuple[list[int], list[int]]:
+        """Per column: the width that counts for fitting, and the width of its widest line."""
+        natural: list[int] = []
+        full: list[int] = []
+        for index, column in enumerate(self.columns):
+            first = widest = self.header[index].sizes[0] if self.header else 0
+            for row in self.rows:
+                sizes = row[index].sizes
+                size = sizes[0] if column.wrap_at is None else min(sizes[0], column.wrap_at)
+                first = max(first, size)
+                widest = max(widest, *sizes)
+            natural.append(first if column.wrap else widest)
+            full.append(widest)
+        return natural, full
+
+    def _total(self, shown: Iterable[int], sizes: Sequence[int]) -> int:
+        indexes = list(shown)
+        return sum(sizes[index] for index in indexes) + _GAP * max(len(indexes) - 1, 0)
+
+    def _layout(self, max_width: int) -> _Layout:
+        """Which columns are shown, and how wide, in ``max_width`` cells."""
+        limit = max_width if self.width is None else min(self.width, max_width)
+        shown = list(range(len(self.columns)))
+        hidden: list[str] = []
+        while self._total(shown, self._natural) > limit:
+            candidates = [index for index in shown if self.columns[index].hide]
+            if not candidates:
+                break
+            drop = max(candidates, key=lambda index: self.columns[index].hide)
+            shown.remove(drop)
+            hidden.append(self.columns[drop].header)
+        widths = {index: self._natural[index] for index in shown}
+        wrapping = [index for index in shown if self.columns[index].wrap]
+        spare = limit - self._total(shown, self._natural)
+        _grow(widths, {index: self._full[index] for index in wrapping}, spare)
+        if spare < 0:  # nothing left to hide: wrap columns give first, then the widest
+            _shrink(widths, shown, _shrink(widths, wrapping, -spare))
+        return _Layout(tuple(shown), tuple(widths[index] for index in shown), tuple(hidden))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Segment]:
+        layout = self._layout(options.max_width)
+        if self.header is not None:
+            yield from self._row(console, self.header, layout)
+        for row in self.rows:
+            yield from self._row(console, row, layout)
+        if layout.hidden:
+            caption = "hidden to fit the terminal: " + ", ".join(layout.hidden)
+            yield from console.render(Text(caption + " (widen it, or use --json)", style="dim"))
+
+    def _row(self, console: Console, row: Sequence[_Cell], layout: _Layout) -> Iterator[Segment]:
+        columns = [self.columns[index] for index in layout.shown]
+        cells = [
+            _fit(console, row[index], width, wrap=column.wrap)
+            for index, width, column in zip(layout.shown, layout.widths, columns, strict=True)
+        ]
+        for number in range(max(len(cell.lines) for cell in cells)):
+            plain: list[str] = []  # unstyled text, written as one segment
+            pending = 0  # spaces owed before the next text; never written at a line's end
+            for cell, width, column in zip(cells, layout.widths, columns, strict=True):
+                if number < len(cell.lines) and cell.sizes[number]:
+                    text = cell.lines[number]
+                    pad = width - cell.sizes[number]
+                    right = column.justify == "right"
+                    plain.append(" " * (pending + pad if right else pending))
+                    if text.spans or text.style:
+                        yield Segment("".join(plain))
+                        plain.clear()
+                        yield from _styled(console, text)
+                    else:
+                        plain.append(text.plain)
+                    pending = 0 if right else pad
+                else:
+                    pending += width
+                pending += _GAP
+            plain.append("\n")
+            yield Segment("".join(plain))
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        always = [i for i, column in enumerate(self.columns) if not column.hide]
+        everything = range(len(self.columns))
+        return Measurement(
+            self._total(always, self._natural), self._total(everything, self._full)
+        ).with_maximum(options.max_width)
+
+
+def _styled(console: Console, text: Text) -> Iterable[Segment]:
+    if text.spans:
+        return text.render(console)
+    return (Segment(text.plain, console.get_style(text.style)),)
+
+
+def _fit(console: Console, cell: _Cell, width: int, *, wrap: bool) -> _Cell:
+    """``cell`` made to fit ``width``: its long lines wrapped, or cut with ``…``."""
+    if max(cell.sizes) <= width:
+        return cell
+    lines: list[Text] = []
+    for line, size in zip(cell.lines, cell.sizes, strict=True):
+        if size <= width:
+            lines.append(line)
+        elif wrap:
+            for piece in line.wrap(console, width, overflow="fold"):
+                piece.rstrip()
+                lines.append(piece)
+        else:
+            cut = line.copy()
+            cut.truncate(width, overflow="ellipsis")
+            lines.append(cut)
+    return _Cell(lines, [cell_len(line.plain) for line in lines])
+
+
+def _grow(widths: dict[int, int], wanted: Mapping[int, int], spare: int) -> None:
+    """Share ``spare`` cells among the columns in ``wanted``, the neediest first."""
+    while spare > 0:
+        needs = {index: wanted[index] - widths[index] for index in wanted}
+        neediest = max(needs, key=needs.__getitem__, default=None)
+        if neediest is None or needs[neediest] <= 0:
+            return
+        widths[neediest] += 1
+        spare -= 1
+
+
+def _shrink(widths: dict[int, int], among: Sequence[int], excess: int) -> int:
+    """Take ``excess`` cells from the widest of the columns ``among``; return what is left."""
+    while excess > 0:
+        candidates = [index for index in among if widths[index] > 1]
         if not candidates:
             break
-        drop = max(candidates, key=lambda index: columns[index].hide)
-        shown.remove(drop)
-        hidden.append(columns[drop].header)
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for index in shown:
-        column = columns[index]
-        table.add_column(
-            column.header,
-            justify=column.justify,
-            style=column.style,
-            min_width=len(column.header),
-            no_wrap=not column.wrap,
-            overflow="fold",
-        )
-    for row in cells:
-        table.add_row(*(row[index] for index in shown))
-    if hidden:
-        table.caption = Text(
-            "hidden to fit the terminal: " + ", ".join(hidden) + " (widen it, or use --json)",
-            style="dim",
-        )
-        table.caption_justify = "left"
-    return table
+        widest = max(candidates, key=widths.__getitem__)
+        widths[widest] -= 1
+        excess -= 1
+    return excess
 
 
-def _natural_width(
-    columns: Sequence[_Column], cells: Sequence[Sequence[Text]], shown: Sequence[int]
-) -> int:
-    total = 2 * (len(shown) - 1)  # one space of padding either side of each gap
-    for index in shown:
-        column = columns[index]
-        widest = len(column.header)
-        for row in cells:
-            first_line = row[index].plain.split("\n", 1)[0]
-            size = cell_len(first_line)
-            if column.wrap_at is not None:
-                size = min(size, column.wrap_at)
-            widest = max(widest, size)
-        total += widest
-    return total
+def _fitted_table(
+    columns: Sequence[_Column], rows: Sequence[Mapping[str, Any]], width: int | None
+) -> FittedTable:
+    """A table of ``rows``, one cell per column made by ``column.cell``."""
+    cells = [[column.cell(row) for column in columns] for row in rows]
+    return FittedTable(columns, cells, width=width)
+
+
+# --- status ------------------------------------------------------------------
 
 
 def _status_columns(now: datetime, paused: bool) -> list[_Column]:
@@ -275,8 +443,8 @@ def _status_columns(now: datetime, paused: bool) -> list[_Column]:
 
     return [
         _Column("NAME", lambda job: Text(str(job.get("name", "")))),
-        _Column("SCHEDULE", schedule_text, hide=2, wrap=True),
-        _Column("ENABLED", lambda job: enabled_text(job, separator="\n"), hide=1, wrap=True),
+        _Column("SCHEDULE", _schedule_lines, hide=2, wrap=True),
+        _Column("ENABLED", _enabled_lines, hide=1, wrap=True),
         _Column("LAST RUN", lambda job: Text(relative_iso(job.get("last_run"), now)), hide=3),
         _Column("STATUS", _last_status_text),
         _Column(
@@ -303,7 +471,7 @@ def status_table(
     *,
     paused: bool = False,
     width: int | None = None,
-) -> Table:
+) -> FittedTable:
     """One row per job: the columns of ``cronhub status``, fitted to ``width`` if given."""
     return _fitted_table(_status_columns(now, paused), jobs, width)
 
@@ -329,6 +497,8 @@ def registry_errors_panel(errors: Sequence[str]) -> Panel | None:
     """A warning about a broken registry on disk (the daemon runs the last good one)."""
     if not errors:
         return None
+    from rich.panel import Panel  # only when there is something to warn about
+
     body = Text("The registry on disk has errors; the daemon keeps running the last valid one.\n")
     for line in errors:
         body.append("\n• ")
@@ -408,17 +578,15 @@ def job_detail(
     width: int | None = None,
 ) -> RenderableType:
     """``cronhub status JOB``: state, full configuration and the last runs."""
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column()
+    rows: list[tuple[Text, Text | list[Text]]] = []
 
-    def row(key: str, value: RenderableType) -> None:
-        grid.add_row(key, value)
+    def row(key: str, value: Text | list[Text]) -> None:
+        rows.append((Text(key), value))
 
     row("name", Text(str(job.get("name", ""))))
     if job.get("description"):
         row("description", Text(str(job["description"])))
-    row("schedule", schedule_text(job))
+    row("schedule", _schedule_lines(job))
     if job.get("timezone") and job.get("schedule_kind") == "cron":
         row("timezone", Text(str(job["timezone"])))
     row("enabled", enabled_text(job))
@@ -433,6 +601,9 @@ def job_detail(
     for key, value in config_rows(job.get("config") or {}):
         row(key, value)
 
+    grid = FittedTable(
+        (_Column("", style="bold"), _Column("", wrap=True)), rows, width=width, show_header=False
+    )
     parts: list[RenderableType] = [grid, Text("")]
     if runs:
         parts.append(Text("Last runs", style="bold"))
@@ -495,7 +666,7 @@ def history_table(
     *,
     show_job: bool = True,
     width: int | None = None,
-) -> Table:
+) -> FittedTable:
     """Runs newest first: id, job, trigger, attempt, status, start, duration, exit, error."""
     return _fitted_table(_history_columns(now, show_job), runs, width)
 
@@ -570,25 +741,37 @@ def ping_line(result: Mapping[str, Any]) -> Text:
 # --- next and validate ---------------------------------------------------------
 
 
+_NEXT_COLUMNS = (
+    _Column("#", justify="right", style="dim"),
+    _Column("FIRES AT"),
+    _Column("IN"),
+    _Column("NOTE", wrap=True),
+)
+
+
 def render_next(
     fires: Iterable[FireLike], now: datetime, *, title: str | Text | None = None
-) -> Table:
+) -> RenderableType:
     """Fire times in the schedule's zone with the UTC offset, DST-shifted ones marked."""
-    if isinstance(title, str):
-        title = Text(title)
-    table = Table(box=None, header_style="bold", pad_edge=False, title=title, title_justify="left")
-    table.add_column("#", justify="right", style="dim", min_width=1)
-    table.add_column("FIRES AT", no_wrap=True, min_width=8)
-    table.add_column("IN", no_wrap=True, min_width=2)
-    table.add_column("NOTE", min_width=4)
+    rows = []
     for number, fire in enumerate(fires, start=1):
         note = Text()
         if fire.shifted:
             note.append("⚠ " + (fire.note or "moved by a DST transition"), style="yellow")
         elif fire.note:
             note.append(fire.note, style="dim")
-        table.add_row(str(number), Text(absolute_time(fire.at)), relative_time(fire.at, now), note)
-    return table
+        rows.append(
+            (
+                Text(str(number)),
+                Text(absolute_time(fire.at)),
+                Text(relative_time(fire.at, now)),
+                note,
+            )
+        )
+    table = FittedTable(_NEXT_COLUMNS, rows)
+    if title is None:
+        return table
+    return Group(Text(title) if isinstance(title, str) else title, table)
 
 
 def next_json(fires: Iterable[FireLike]) -> list[str]:
@@ -596,31 +779,32 @@ def next_json(fires: Iterable[FireLike]) -> list[str]:
     return [fire.at.isoformat() for fire in fires]
 
 
-def validate_table(jobs: Sequence[Mapping[str, Any]], now: datetime) -> Table:
+def _next_fire_text(job: Mapping[str, Any], now: datetime) -> Text:
+    next_run: datetime | None = job.get("next_run")
+    if next_run is None:
+        return Text(str(job.get("when") or _DASH), style="dim")
+    when = Text(absolute_time(next_run))
+    when.append(f" ({relative_time(next_run, now)})", style="dim")
+    return when
+
+
+def validate_table(
+    jobs: Sequence[Mapping[str, Any]], now: datetime, *, width: int | None = None
+) -> FittedTable:
     """The summary ``cronhub validate`` prints for a valid registry.
 
     Each job is ``{"name", "enabled", "schedule", "next_run" (aware datetime or
     None), "when" (str, shown when there is no next_run)}``.
     """
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("JOB", overflow="fold", min_width=3)
-    table.add_column("SCHEDULE", min_width=8)
-    table.add_column("ENABLED", min_width=7)
-    table.add_column("NEXT FIRE", min_width=9)
-    for job in jobs:
-        next_run: datetime | None = job.get("next_run")
-        if next_run is not None:
-            when = Text(absolute_time(next_run))
-            when.append(f" ({relative_time(next_run, now)})", style="dim")
-        else:
-            when = Text(str(job.get("when") or _DASH), style="dim")
-        table.add_row(
-            Text(str(job["name"])),
-            Text(str(job["schedule"])),
-            Text("yes") if job["enabled"] else Text("no", style="yellow"),
-            when,
-        )
-    return table
+    columns = [
+        _Column("JOB", lambda job: Text(str(job["name"]))),
+        _Column("SCHEDULE", lambda job: Text(str(job["schedule"])), wrap=True),
+        _Column(
+            "ENABLED", lambda job: Text("yes") if job["enabled"] else Text("no", style="yellow")
+        ),
+        _Column("NEXT FIRE", lambda job: _next_fire_text(job, now), wrap=True),
+    ]
+    return _fitted_table(columns, jobs, width)
 
 
 def to_json(document: Any) -> str:

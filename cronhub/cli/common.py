@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import typer
 
@@ -79,14 +79,47 @@ def scheduler_table(config: Path) -> Mapping[str, Any]:
 
     Cheap on purpose (no validation, no croniter): an unreadable or broken
     file gives ``{}`` and the defaults apply, as they would for the daemon.
+    Only the text up to the end of the ``[scheduler]`` table is parsed when
+    that is enough (see :func:`_scheduler_prefix`), so a registry of ten
+    thousand jobs costs no more than one of ten.
     """
     try:
         with open(config, "rb") as file:
-            document = tomllib.load(file)
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            text = file.read().decode("utf-8").removeprefix("\ufeff")
+    except (OSError, UnicodeDecodeError):
         return {}
-    table = document.get("scheduler")
-    return table if isinstance(table, dict) else {}
+    prefix = _scheduler_prefix(text)
+    if prefix is not None:
+        table = _parsed_scheduler(prefix)
+        if table is not None:
+            return table
+    return _parsed_scheduler(text) or {}
+
+
+def _parsed_scheduler(text: str) -> dict[str, Any] | None:
+    try:
+        table = tomllib.loads(text).get("scheduler")
+    except tomllib.TOMLDecodeError:
+        return None
+    return table if isinstance(table, dict) else None
+
+
+_SCHEDULER_HEADER = re.compile(r"^[ \t]*\[[ \t]*scheduler[ \t]*\][ \t]*(?:#.*)?$", re.MULTILINE)
+_ANY_HEADER = re.compile(r"^[ \t]*\[", re.MULTILINE)
+
+
+def _scheduler_prefix(text: str) -> str | None:
+    """The text up to the line after the ``[scheduler]`` table, if there is such a header.
+
+    When this prefix parses and holds a ``scheduler`` table, it is the
+    document's: the prefix then ends at a real table header (a line opening
+    with ``[`` inside a multi-line string or array would leave the prefix
+    unterminated, so it would not parse), and nothing after a table header
+    can add to ``[scheduler]``.  Otherwise the caller parses the whole text.
+    """
+    header = _SCHEDULER_HEADER.search(text)
+    following = None if header is None else _ANY_HEADER.search(text, header.end())
+    return None if following is None else text[: following.start()]
 
 
 def resolve_socket(
@@ -116,8 +149,7 @@ def resolve_socket(
 # --- the daemon ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Daemon:
+class Daemon(NamedTuple):
     """The daemon a command talks to, found from ``--config`` and ``--socket``."""
 
     socket_path: str

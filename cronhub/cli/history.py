@@ -70,7 +70,8 @@ def history(
     if not runs:
         console.print(Text("No runs match.", style="dim"))
         return
-    console.print(render.history_table(runs, current, show_job=job is None, width=console.width))
+    table = render.history_table(runs, current, show_job=job is None, width=console.width)
+    console.print(table, crop=False)
 
 
 def parse_since(value: str, current: datetime) -> datetime:

@@ -45,7 +45,8 @@ def status(
     console = stdout_console()
     current = now()
     if job is None:
-        console.print(render.render_status(result, current, width=console.width))
+        # crop=False: the view is already fitted to the width; rich need not measure it again
+        console.print(render.render_status(result, current, width=console.width), crop=False)
         return
     daemon = result.get("daemon", {})
     panel = render.registry_errors_panel(daemon.get("registry_errors") or [])
@@ -59,5 +60,6 @@ def status(
                 current,
                 paused=bool(daemon.get("paused")),
                 width=console.width,
-            )
+            ),
+            crop=False,
         )

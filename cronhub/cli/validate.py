@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,14 +24,27 @@ if TYPE_CHECKING:
     from cronhub.errors import ConfigIssue
     from cronhub.model import JobSpec, Registry
 
+SUMMARY_LIMIT = 100
+"""Jobs listed in the summary of a valid registry (``--all`` lists every one)."""
 
-def validate(config: ConfigOption = Path(DEFAULT_CONFIG), json_output: JsonOption = False) -> None:
+
+def validate(
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+    json_output: JsonOption = False,
+    show_all: Annotated[
+        bool,
+        typer.Option(
+            "--all", help=f"List every job, not only the first {SUMMARY_LIMIT}, in the summary."
+        ),
+    ] = False,
+) -> None:
     """Check the registry and print every problem.
 
     Each problem is printed as FILE:LINE: job "NAME": field: message.
 
     Exits 0 when the registry is valid (warnings included) and 1 when it is not.
-    On success prints each job with its next fire time.
+    On success prints each job with its next fire time (the first 100 unless
+    --all; --json lists them all).
     """
     from cronhub.errors import ConfigError
     from cronhub.registry import load_registry
@@ -48,12 +61,14 @@ def validate(config: ConfigOption = Path(DEFAULT_CONFIG), json_output: JsonOptio
         raise typer.Exit(int(ExitCode.FAILURE)) from None
 
     current = now()
-    jobs = [job_summary(spec, current) for spec in registry.jobs.values()]
+    specs = list(registry.jobs.values())
     if json_output:
+        jobs = [job_summary(spec, current) for spec in specs]
         print_json(validation_json(warnings=registry.warnings, jobs=jobs))
         return
     _print_issues(registry.warnings)
-    _print_summary(registry, jobs, current)
+    listed = specs if show_all else specs[:SUMMARY_LIMIT]
+    _print_summary(registry, [job_summary(spec, current) for spec in listed], current)
 
 
 def job_summary(spec: JobSpec, current: datetime) -> dict[str, Any]:
@@ -124,20 +139,27 @@ def _print_issues(issues: Iterable[ConfigIssue]) -> None:
         print(issue, file=sys.stderr)
 
 
-def _print_summary(registry: Registry, jobs: list[dict[str, Any]], current: datetime) -> None:
+def _print_summary(registry: Registry, listed: list[dict[str, Any]], current: datetime) -> None:
+    """The headline, then a table of the ``listed`` jobs and how many more there are."""
     from rich.text import Text
 
     from cronhub import render
 
-    enabled = sum(1 for job in jobs if job["enabled"])
+    enabled = sum(1 for spec in registry.jobs.values() if spec.enabled)
     headline = Text(f"{registry.path}: valid", style="green")
-    headline.append(f" — {_count(jobs, 'job')}, {enabled} enabled", style="")
+    headline.append(f" — {_count(registry.jobs, 'job')}, {enabled} enabled", style="")
     if registry.warnings:
         headline.append(f", {_count(registry.warnings, 'warning')}", style="yellow")
     console = stdout_console()
     console.print(headline, soft_wrap=True)
-    if jobs:
-        console.print(render.validate_table(jobs, current))
+    if listed:
+        console.print(render.validate_table(listed, current, width=console.width), crop=False)
+    more = len(registry.jobs) - len(listed)
+    if more:
+        console.print(
+            Text(f"… and {_count(range(more), 'more job')} (--all lists them, --json too)"),
+            style="dim",
+        )
 
 
 def _count(items: Iterable[object], noun: str) -> str:

@@ -158,6 +158,30 @@ def test_validate_accepts_a_good_registry_and_summarises_it(tmp_path: Path) -> N
     assert result.stderr == ""
 
 
+def test_validate_lists_the_first_jobs_of_a_large_registry_and_counts_the_rest(
+    tmp_path: Path,
+) -> None:
+    from cronhub.cli.validate import SUMMARY_LIMIT
+
+    count = SUMMARY_LIMIT + 5
+    write(
+        tmp_path,
+        "".join(
+            f'[jobs.j{i:04d}]\nschedule = "@daily"\ncommand = "true"\ntimeout = "1m"\n'
+            for i in range(count)
+        ),
+    )
+    result = cronhub("validate", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"valid — {count} jobs, {count} enabled" in result.stdout
+    assert f"j{SUMMARY_LIMIT - 1:04d}" in result.stdout
+    assert f"j{SUMMARY_LIMIT:04d}" not in result.stdout
+    assert "… and 5 more jobs" in result.stdout
+    every = cronhub("validate", "--all", cwd=tmp_path)
+    assert f"j{count - 1:04d}" in every.stdout
+    assert "more job" not in every.stdout
+
+
 def test_validate_reports_every_problem_with_file_line_job_and_field(tmp_path: Path) -> None:
     write(tmp_path, BROKEN)
     result = cronhub("validate", cwd=tmp_path)
@@ -417,3 +441,24 @@ class TestResolveSocket:
             config = write(tmp_path, text)
             parsed = parse_registry(text, str(config), environ=environ)
             assert resolve_socket(config, None, environ) == parsed.settings.socket
+
+    def test_a_scheduler_header_inside_a_multiline_string_is_not_the_table(
+        self, tmp_path: Path
+    ) -> None:
+        text = (
+            '[jobs.a]\nschedule = "@daily"\ncommand = """\n[scheduler]\nsocket = "fake.sock"\n"""\n'
+            '[jobs.b]\nschedule = "@daily"\ncommand = "true"\n'
+        )
+        config = write(tmp_path, text)
+        assert resolve_socket(config, None, {}) == str(tmp_path / "cronhub.sock")
+
+    def test_the_scheduler_table_is_read_wherever_it_sits(self, tmp_path: Path) -> None:
+        jobs = "".join(f'[jobs.j{i}]\nschedule = "@daily"\ncommand = "true"\n' for i in range(3))
+        for text in (
+            f'[scheduler]\nsocket = "first.sock"\n{jobs}',
+            f'{jobs}[scheduler]\nsocket = "first.sock"\n',
+            f'{jobs}[scheduler] # comment\nsocket = "first.sock"\n[defaults]\ntimeout = "1m"\n',
+            f'scheduler.socket = "first.sock"\n{jobs}',
+        ):
+            config = write(tmp_path, text)
+            assert resolve_socket(config, None, {}) == str(tmp_path / "first.sock"), text

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from cronhub.errors import ConfigError, ConfigIssue
 from cronhub.model import CronSchedule, IntervalSchedule, JobSpec, RebootSchedule, Registry
 from cronhub.registry import (
+    RegistryCache,
     RegistryDiff,
     default_registry_path,
     diff_registries,
@@ -961,3 +962,127 @@ def test_mutated_registry_parses_or_raises_located_config_error(text: str) -> No
             assert issue.line is not None, issue
     else:
         assert isinstance(registry, Registry)
+
+
+# --- sections and the cache -------------------------------------------------------------
+
+
+def outcome(text: str, **kwargs: object) -> object:
+    """Everything a parse tells: jobs with their lines, settings and warnings, or the issues."""
+    try:
+        registry = parse_registry(text, PATH, environ={}, **kwargs)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        return [str(issue) for issue in exc.issues]
+    return (
+        registry.jobs,
+        {name: spec.line for name, spec in registry.jobs.items()},
+        registry.settings,
+        [str(warning) for warning in registry.warnings],
+    )
+
+
+TRICKY = (
+    # Header-looking lines in strings and arrays, every way to declare jobs, clashes.
+    DESIGN_EXAMPLE,
+    '[jobs.a]\nschedule = "@daily"\ncommand = """\n[jobs.b]\nx = 1\n"""\ntimeout = "1m"\n',
+    '[jobs.a]\nschedule = "@daily"\ncommand = [\n  "ls",\n]\nargs = [\n[1]\n]\n',
+    '[jobs]\na = { schedule = "@daily", command = "t", timeout = "1m" }\n'
+    '[jobs.b]\nschedule = "@daily"\ncommand = "t"\n',
+    '[jobs.b]\nschedule = "@daily"\ncommand = "t"\n[jobs]\n[jobs.c]\nschedule = "@hourly"\n',
+    '[jobs.a]\nschedule = "@daily"\ncommand = "t"\n[jobs.a]\nschedule = "@daily"\n',
+    '[jobs]\n[jobs]\n[jobs.a]\nschedule = "@daily"\ncommand = "t"\n',
+    'jobs.a.schedule = "@daily"\n[jobs.a]\ncommand = "t"\n',
+    '[jobs.a]\nschedule = "@daily"\ncommand = "t"\n[jobs.a.env]\nX = "1"\n',
+    '[jobs.a]\nschedule = "@daily"\ncommand = "t"\nenv.X = "1"\n[jobs.b]\nretries = "x"\n',
+    '[jobs."a.b"]\nschedule = "@daily"\ncommand = "t"\n  [ jobs . \'c\' ]  # c\nretries = -1\n',
+    '[scheduler]\ntimezone = "Mars/Base"\n[defaults]\ntimeout = "ten"\n[jobs.a]\nx = 1\n',
+    '[jobs.a]\r\nschedule = "@daily"\r\ncommand = "t"\r\ntimeout = "1m"\r\n',
+    "[[jobs]]\nschedule = 1\n",
+    'scheduler.timezone = "UTC"\n[scheduler]\nmax_concurrent = 2\n',
+)
+
+
+class TestSections:
+    @pytest.mark.parametrize("text", TRICKY)
+    def test_a_split_parse_tells_what_a_whole_text_parse_tells(
+        self, text: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        split = outcome(text, module_exists=lambda m, b: True)
+        import cronhub.registry as registry_module
+
+        monkeypatch.setattr(registry_module._Document, "split", classmethod(lambda *_args: None))
+        assert split == outcome(text, module_exists=lambda m, b: True)
+
+    def test_a_header_inside_a_multiline_string_stays_in_the_string(self) -> None:
+        registry = parse(TRICKY[1])
+        assert list(registry.jobs) == ["a"]
+        assert registry.jobs["a"].command == "[jobs.b]\nx = 1\n"
+
+
+class TestCache:
+    REGISTRY = "".join(
+        f'[jobs.j{i}]\nschedule = "{i} * * * *"\ncommand = "t{i}"\ntimeout = "1m"\n\n'
+        for i in range(6)
+    )
+
+    def test_an_unchanged_job_keeps_its_spec_and_an_edited_one_is_rebuilt(self) -> None:
+        cache = RegistryCache()
+        first = parse_registry(self.REGISTRY, PATH, cache=cache)
+        edited = self.REGISTRY.replace('command = "t3"', 'command = "changed"')
+        second = parse_registry(edited, PATH, cache=cache)
+        assert second.jobs["j3"].command == "changed"
+        assert all(second.jobs[f"j{i}"] is first.jobs[f"j{i}"] for i in (0, 1, 2, 4, 5))
+        assert diff_registries(first, second).changed == ("j3",)
+
+    def test_a_job_moved_down_keeps_its_spec_at_its_new_line(self) -> None:
+        cache = RegistryCache()
+        first = parse_registry(self.REGISTRY, PATH, cache=cache)
+        second = parse_registry("# a comment\n\n" + self.REGISTRY, PATH, cache=cache)
+        assert second.jobs["j5"] == first.jobs["j5"]
+        assert second.jobs["j5"].line == first.jobs["j5"].line + 2
+
+    def test_changed_defaults_rebuild_every_job(self) -> None:
+        cache = RegistryCache()
+        parse_registry(self.REGISTRY, PATH, cache=cache)
+        second = parse_registry("[defaults]\nretries = 2\n" + self.REGISTRY, PATH, cache=cache)
+        assert {spec.retries for spec in second.jobs.values()} == {2}
+
+    def test_a_changed_scheduler_zone_rebuilds_cron_schedules(self) -> None:
+        cache = RegistryCache()
+        parse_registry(self.REGISTRY, PATH, cache=cache)
+        zoned = '[scheduler]\ntimezone = "Asia/Tokyo"\n' + self.REGISTRY
+        second = parse_registry(zoned, PATH, cache=cache)
+        assert {spec.timezone for spec in second.jobs.values()} == {"Asia/Tokyo"}
+
+    def test_a_callable_module_is_looked_up_again_for_a_cached_job(self) -> None:
+        text = '[jobs.c]\nschedule = "@daily"\ncallable = "app.jobs:run"\ntimeout = "1m"\n'
+        cache = RegistryCache()
+        parse_registry(text, PATH, module_exists=lambda m, b: True, cache=cache)
+        with pytest.raises(ConfigError) as caught:
+            parse_registry(text, PATH, module_exists=lambda m, b: False, cache=cache)
+        assert caught.value.issues[0].line == 3
+
+    def test_warnings_of_cached_jobs_are_repeated(self) -> None:
+        text = '[jobs.slow]\nschedule = "@hourly"\ncommand = "true"\n'
+        cache = RegistryCache()
+        first = parse_registry(text, PATH, cache=cache)
+        assert parse_registry(text, PATH, cache=cache).warnings == first.warnings != ()
+
+    def test_valid_jobs_of_a_broken_registry_are_reused_once_it_is_fixed(self) -> None:
+        cache = RegistryCache()
+        first = parse_registry(self.REGISTRY, PATH, cache=cache)
+        broken = self.REGISTRY + '[jobs.bad]\nschedule = "nope"\ncommand = "t"\n'
+        with pytest.raises(ConfigError):
+            parse_registry(broken, PATH, cache=cache)
+        fixed = parse_registry(self.REGISTRY, PATH, cache=cache)
+        assert fixed.jobs["j0"] is first.jobs["j0"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_registries(), mutated_registries())
+def test_a_cached_reparse_tells_what_a_fresh_parse_tells(before: str, after: str) -> None:
+    cache = RegistryCache()
+    outcome(before, module_exists=lambda m, b: True, cache=cache)
+    assert outcome(after, module_exists=lambda m, b: True, cache=cache) == outcome(
+        after, module_exists=lambda m, b: True
+    )

@@ -279,3 +279,36 @@ class TestSmallViews:
     def test_to_json_is_one_parseable_document(self) -> None:
         document = {"jobs": [job()], "when": NOW}
         assert json.loads(render.to_json(document))["jobs"][0]["name"] == "backup"
+
+
+class TestFittedTable:
+    def test_lines_carry_no_trailing_spaces(self) -> None:
+        text = text_of(render.status_table([job(), job(name="b", running=1)], NOW, width=200))
+        assert all(line == line.rstrip() for line in text.splitlines())
+
+    def test_wrapping_columns_share_the_room_left(self) -> None:
+        detail = job(enabled=False, override=False, schedule_human="at 02:00 every day")
+        text = text_of(render.status_table([detail], NOW, width=100), width=100)
+        words = text.split()
+        assert {"(disabled", "override)", "02:00", "every"} <= set(words)  # wrapped, not folded
+        assert "hidden" not in text
+
+    def test_a_cell_too_wide_for_any_layout_is_cut_with_an_ellipsis(self) -> None:
+        text = text_of(render.status_table([job(name="n" * 80)], NOW, width=40), width=40)
+        assert "n" * 20 + "…" in text.replace("n…", "n…")
+        assert all(len(line) <= 40 for line in text.splitlines())
+
+    def test_a_long_error_wraps_inside_its_column(self) -> None:
+        error = "first second third fourth fifth sixth seventh eighth"
+        text = text_of(render.history_table([run(error=error)], NOW, width=80), width=80)
+        assert all(len(line) <= 80 for line in text.splitlines())
+        assert "eighth" in text
+
+    def test_many_rows_keep_their_columns_aligned(self) -> None:
+        jobs = [job(name=f"job-{i}", total_runs=10**i) for i in range(6)]
+        lines = text_of(render.status_table(jobs, NOW)).splitlines()
+        starts = {line.index("job-") for line in lines if "job-" in line}
+        assert starts == {0}
+        header = lines[0]
+        runs_end = header.index("RUNS") + len("RUNS")
+        assert all(line[runs_end - 1].isdigit() for line in lines[1:] if line.startswith("job-"))
