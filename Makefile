@@ -9,6 +9,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/python -m compileall -q cronhub examples  # as a wheel install would
 	touch $@
 
 ## Start the daemon in the foreground on the example registry (Ctrl-C stops it).

@@ -48,7 +48,7 @@ from cronhub.model import (
 )
 from cronhub.pidlock import PidLock
 from cronhub.protocol import PROTOCOL_VERSION, Request
-from cronhub.registry import job_config, load_registry
+from cronhub.registry import RegistryCache, job_config, load_registry
 from cronhub.runner import RunHandle, Runner, kill_stale, set_child_subreaper
 from cronhub.schedule import describe
 from cronhub.sdnotify import Notifier
@@ -77,7 +77,8 @@ def run_daemon(config_path: str, *, log_level: str | None = None, socket: str | 
         return 2
     environ = dict(os.environ)
     try:
-        registry = load_registry(config_path, environ=environ)
+        cache = RegistryCache()
+        registry = load_registry(config_path, environ=environ, cache=cache)
     except ConfigError as exc:
         for issue in exc.issues:
             log.error("%s", issue)
@@ -93,7 +94,7 @@ def run_daemon(config_path: str, *, log_level: str | None = None, socket: str | 
         log.error("%s", exc)
         return 1
     try:
-        daemon = Daemon(config_path, registry, socket_path=socket_path)
+        daemon = Daemon(config_path, registry, socket_path=socket_path, registry_cache=cache)
         return asyncio.run(daemon.run())
     finally:
         lock.release()
@@ -120,6 +121,7 @@ class Daemon:
         notifier: Notifier | None = None,
         runner: Runner | None = None,
         store: StoreService | None = None,
+        registry_cache: RegistryCache | None = None,
     ) -> None:
         self.config_path = str(Path(config_path).resolve())
         self.registry = registry
@@ -133,6 +135,7 @@ class Daemon:
             socket_path, self._handle_request, control_group=registry.settings.control_group
         )
         self._engine: Engine | None = None
+        self._registry_cache = registry_cache or RegistryCache()
         self._started_at = self._clock.now()
         self._registry_loaded_at = self._started_at
         self._registry_errors: list[str] = []
@@ -480,7 +483,9 @@ class Daemon:
             self._notifier.reloading(time.monotonic_ns() // 1000)
             try:
                 try:
-                    registry = await asyncio.to_thread(load_registry, self.config_path)
+                    registry = await asyncio.to_thread(
+                        load_registry, self.config_path, cache=self._registry_cache
+                    )
                 except ConfigError as exc:
                     self._registry_errors = [str(issue) for issue in exc.issues]
                     for issue in exc.issues:
