@@ -49,7 +49,7 @@ STATUS_STYLES: Mapping[str, str] = {
 ERROR_WIDTH = 60
 """Characters of a run's error shown in a table cell."""
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _DASH = "-"
 
 
@@ -565,8 +565,8 @@ def _config_value(value: Any) -> Text:
     if isinstance(value, bool):
         return Text("true" if value else "false")
     if isinstance(value, str):
-        return Text(value)
-    return Text(json.dumps(value, ensure_ascii=False, default=str))
+        return Text(_CONTROL.sub("?", value))
+    return Text(_CONTROL.sub("?", json.dumps(value, ensure_ascii=False, default=str)))
 
 
 def job_detail(
@@ -585,7 +585,7 @@ def job_detail(
 
     row("name", Text(str(job.get("name", ""))))
     if job.get("description"):
-        row("description", Text(str(job["description"])))
+        row("description", Text(_CONTROL.sub("?", str(job["description"]))))
     row("schedule", _schedule_lines(job))
     if job.get("timezone") and job.get("schedule_kind") == "cron":
         row("timezone", Text(str(job["timezone"])))
