@@ -9,7 +9,9 @@ error) and exits 1.
 This is on the start path of every callable run, so it imports nothing from
 cronhub and nothing beyond ``os`` and ``sys`` until it needs it.  The runner
 executes this file by path (``python .../childmain.py``), which spares the child
-importing ``runpy`` and the ``cronhub`` package; ``-m`` works the same.
+importing ``runpy`` and the ``cronhub`` package; ``-m`` works the same.  The
+pre-forked launcher (``launcher.py``) loads it once and calls :func:`run` in
+each forked run, so both ways of starting a callable share one code path.
 """
 
 from __future__ import annotations
@@ -33,6 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     except _UsageError as exc:
         print(f"cronhub.childmain: {exc}\n{USAGE}", file=sys.stderr)
         return EXIT_USAGE
+    return run(target, path, args, kwargs)
+
+
+def run(target: str, path: str | None, args: list[object], kwargs: dict[str, object]) -> int:
+    """Call ``target`` with ``path`` first on ``sys.path``; return the exit status.
+
+    ``SystemExit`` raised by the job propagates: its status is the run's.
+    """
     _set_path(path)
     sys.argv[:] = [target]
     stdout = sys.stdout

@@ -21,6 +21,13 @@ shared by the runs that end together.
 Reaping is per pid, never ``waitpid(-1)``: the main process is reaped with ``wait4``
 (for its status and rusage) only after its tree is gone, so its pid, which is also
 the session and group id, cannot be reused while the tree is being signalled.
+
+Callable jobs are forked from a pre-started interpreter, the launcher
+(``launcher.py``), when the daemon is a subreaper: a fresh interpreter's start-up
+is most of a small callable's run.  The launcher double-forks, so the run is
+re-parented to the daemon, which adopts it (pidfd, ``wait4``) and from then on
+treats it exactly as a process it spawned.  Whenever the launcher cannot start a
+run as a fresh interpreter would, or is broken, the run is spawned fresh.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import logging
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -46,6 +54,7 @@ from datetime import UTC, datetime, timedelta
 
 import psutil
 
+from cronhub import launcher as _wire
 from cronhub.model import JobSpec, RunRequest, RunResult, RunStatus
 
 __all__ = [
@@ -430,7 +439,8 @@ def _last_line(text: str) -> str | None:
 
 @dataclass(slots=True)
 class _Spawned:
-    popen: subprocess.Popen[bytes]
+    popen: subprocess.Popen[bytes] | None
+    """None for a run started by the launcher (a grandchild we adopted)."""
     pid: int
     create_time: float | None
     output_fd: int
@@ -440,7 +450,17 @@ class _Spawned:
     inherited_rss_kb: int
     """The daemon's peak RSS once the child had exec'd: Linux folds the memory a
     process had before ``execve`` into its ``ru_maxrss``, so figures up to this
-    one say nothing about the job."""
+    one say nothing about the job.  0 for a launched run: it never had the
+    daemon's memory (its peak starts at the launcher's, shared pages counted)."""
+
+    @property
+    def launched(self) -> bool:
+        return self.popen is None
+
+    def set_returncode(self, code: int) -> None:
+        """Tell the Popen (if any) that its process was reaped behind its back."""
+        if self.popen is not None:
+            self.popen.returncode = code
 
 
 class _SpawnError(Exception):
@@ -481,9 +501,12 @@ def _argv(spec: JobSpec, python: str, base_dir: str | None) -> list[str]:
     return argv
 
 
-def _spawn(argv: list[str], spec: JobSpec, request: RunRequest) -> _Spawned:
+def _spawn(
+    argv: list[str], spec: JobSpec, request: RunRequest, env: dict[str, str] | None = None
+) -> _Spawned:
     """Start a run's main process (blocking: runs on a spawn thread)."""
-    env = _child_env(spec, request)
+    if env is None:
+        env = _child_env(spec, request)
     read_fd, write_fd = os.pipe()
     try:
         popen, started_at, started_mono = _popen(argv, spec.cwd, env, request.run_id, write_fd)
@@ -572,6 +595,308 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+# --- the launcher --------------------------------------------------------------------
+
+
+_LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launcher.py")
+_LAUNCHER_READY_S = 10.0
+"""How long the launcher may take to start (a fresh interpreter, and ``childmain``)."""
+_LAUNCHER_REPLY_S = 5.0
+"""How long one request may take (two forks); longer means the launcher is broken."""
+_LAUNCHER_RETRY_S = (1.0, 60.0)
+"""After a failure, callables start fresh for this long, doubling up to the second."""
+_STARTUP_NAMES = frozenset({"HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "GLIBC_TUNABLES"})
+_STARTUP_PREFIXES = ("PYTHON", "LD_", "MALLOC_")
+
+
+def _startup_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables read while an interpreter starts, which a forked run cannot honour.
+
+    ``PYTHON*`` (``sys.path``, hash seed, flags), ``HOME`` (the user site
+    directory), the locale (stdio and file-system encodings), ``TZ`` (read when
+    ``time`` is imported) and the dynamic loader's and allocator's settings.
+    """
+    return {
+        name: value
+        for name, value in env.items()
+        if name in _STARTUP_NAMES or name.startswith(_STARTUP_PREFIXES)
+    }
+
+
+class _Launcher:
+    """The daemon's end of the pre-forked launcher (``launcher.py``); thread-safe.
+
+    The launcher is started on first use and kept; requests are one at a time.
+    It is used only when it can start a run exactly as a fresh interpreter would:
+    the run's start-up variables are the launcher's, and nothing it watches
+    (interpreter, ``sys.path`` folders, cronhub's own files) has changed since
+    it started -- else it is restarted.  When it fails it is stopped, callables
+    start fresh for a while, and then it is started again.
+    """
+
+    def __init__(self, python: str) -> None:
+        self._python = python
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._stdin: int | None = None
+        self._startup: dict[str, str] = {}
+        self._watch: dict[str, int] = {}
+        self._closed = False
+        self._disabled = False
+        self._failures = 0
+        self._retry_at = 0.0
+
+    def launch(
+        self, request: bytes, env: Mapping[str, str], cwd: str, output_fd: int
+    ) -> tuple[int, int | None] | None:
+        """Start a run; its pid and start (clock ticks), or None to start it fresh.
+
+        Blocking (a spawn thread calls it).  The run's own failure to start (its
+        working directory) is raised as the ``OSError`` a fresh spawn would raise.
+        """
+        if len(request) > _wire.MAX_MESSAGE:
+            return None
+        with self._lock:
+            if not self._ready() or _startup_env(env) != self._startup:
+                return None
+            assert self._sock is not None and self._stdin is not None
+            try:
+                socket.send_fds(self._sock, [request], [self._stdin, output_fd])
+            except OSError as exc:  # nothing was delivered
+                if exc.errno != errno.EMSGSIZE:
+                    self._fail(f"cannot reach it: {exc}")
+                return None
+            reply = self._receive()
+        if reply is None:
+            return None
+        pid, start = reply.get("pid"), reply.get("start")
+        if isinstance(pid, int):
+            return pid, start if isinstance(start, int) else None
+        if reply.get("cwd"):
+            code = reply.get("errno")
+            code = code if isinstance(code, int) else errno.ENOENT
+            log.debug("callable launcher: cannot enter %r: %s", cwd, os.strerror(code))
+            raise OSError(code, os.strerror(code), cwd)
+        log.warning("callable launcher could not start a run (%s): starting it fresh", reply)
+        return None
+
+    def _receive(self) -> dict[str, object] | None:
+        assert self._sock is not None
+        try:
+            data = self._sock.recv(65_536)
+        except OSError as exc:  # the timeout included
+            data, why = b"", f"no answer: {exc or 'timed out'}"
+        else:
+            why = "it exited"
+        try:
+            reply = json.loads(data) if data else None
+        except ValueError:
+            reply, why = None, f"garbled answer {data[:80]!r}"
+        if not isinstance(reply, dict):
+            # Whether the run started is unknown: if it did, it carries the run's id,
+            # and the fresh run that replaces it ends it with its own tree.
+            self._fail(f"{why}, mid-request")
+            return None
+        return reply
+
+    def close(self) -> None:
+        """Stop the launcher (runs it started are not touched); no restart after this."""
+        self._closed = True
+        sock = self._sock
+        if sock is not None:  # wakes a spawn thread waiting for an answer
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        with self._lock:
+            self._stop(kill=False)
+            if self._stdin is not None:
+                os.close(self._stdin)
+                self._stdin = None
+
+    # --- life cycle (self._lock held) ------------------------------------------------------
+
+    def _ready(self) -> bool:
+        """Whether the launcher is up and current, (re)starting it if due."""
+        if self._closed or self._disabled:
+            return False
+        if self._proc is not None:
+            if self._proc.poll() is None and not self._stale():
+                return True
+            if self._proc.returncode is not None:
+                self._fail(f"it exited with status {self._proc.returncode}")
+            else:
+                self._stop(kill=False)
+        if time.monotonic() < self._retry_at:
+            return False
+        try:
+            self._start()
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            self._fail(f"cannot start it: {exc}")
+            return False
+        return self._proc is not None
+
+    def _start(self) -> None:
+        if self._stdin is None:
+            self._stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        env = {name: value for name, value in os.environ.items() if not name.startswith("CRONHUB_")}
+        for name in _INHERITED_NOT:
+            env.pop(name, None)
+        env[_wire.RUN_ID_VAR] = "-" * _wire.RUN_ID_SLOT  # the run's id is written here
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = subprocess.Popen(
+                [self._python, _LAUNCHER, str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                env=env,
+                pass_fds=(theirs.fileno(),),
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._sock = ours
+        ours.settimeout(_LAUNCHER_READY_S)
+        ready = json.loads(ours.recv(65_536) or b"null")
+        if not isinstance(ready, dict) or ready.get("ready") != self._proc.pid:
+            raise OSError(f"unexpected greeting {ready!r}")
+        ours.settimeout(_LAUNCHER_REPLY_S)
+        if not ready.get("stamp"):
+            # Runs could not be found by their id in /proc: not identical, not used.
+            log.warning("callable launcher cannot label its runs: callables start fresh")
+            self._disabled = True
+            self._stop(kill=False)
+            return
+        self._watch = dict(ready.get("watch") or {})
+        self._startup = _startup_env(env)
+        log.debug("callable launcher started as pid %d", self._proc.pid)
+
+    def _stale(self) -> bool:
+        """Whether something the launcher loaded has changed since it started."""
+        for path, mtime_ns in self._watch.items():
+            try:
+                changed = os.stat(path).st_mtime_ns != mtime_ns
+            except OSError:
+                changed = True
+            if changed:
+                log.info("callable launcher restarting: %s changed", path)
+                return True
+        return False
+
+    def _fail(self, why: str) -> None:
+        if self._closed:
+            self._stop(kill=True)
+            return
+        self._failures += 1
+        delay = min(_LAUNCHER_RETRY_S[0] * 2 ** (self._failures - 1), _LAUNCHER_RETRY_S[1])
+        self._retry_at = time.monotonic() + delay
+        log.warning(
+            "callable launcher failed (%s): callables start fresh; retrying in %gs", why, delay
+        )
+        self._stop(kill=True)
+
+    def _stop(self, *, kill: bool) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()  # the launcher exits when it reads the end of its socket
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        try:
+            proc.wait(timeout=_LAUNCHER_REPLY_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def succeeded(self) -> None:
+        """A run was adopted: the next failure backs off from the start."""
+        self._failures = 0
+
+    def broken(self, why: str) -> None:
+        """The launcher misbehaved in a way only its caller could see: stop it."""
+        with self._lock:
+            self._fail(why)
+
+
+def _launch_request(spec: JobSpec, request: RunRequest, env: dict[str, str], path: str) -> bytes:
+    assert spec.callable is not None
+    return json.dumps(
+        {
+            "target": spec.callable,
+            "path": path,
+            "args": list(spec.args),
+            "kwargs": dict(spec.kwargs),
+            "env": env,
+            "cwd": spec.cwd,
+            "run_id": request.run_id,
+        }
+    ).encode()
+
+
+def _launch(
+    launcher: _Launcher, spec: JobSpec, request: RunRequest, env: dict[str, str], path: str
+) -> _Spawned | None:
+    """Start a callable run through the launcher; None if it should be started fresh.
+
+    The run is a grandchild re-parented to this process (a subreaper); it is
+    registered as a main before any reaper may look at it, then adopted.
+    """
+    if len(request.run_id.encode()) > _wire.RUN_ID_SLOT:
+        return None
+    message = _launch_request(spec, request, env, path)
+    read_fd, write_fd = os.pipe()
+    launched: tuple[int, int | None] | None = None
+    with _TABLE.lock:
+        _TABLE.spawning += 1
+    try:
+        started_at, started_mono = datetime.now(UTC), time.monotonic()
+        launched = launcher.launch(message, env, spec.cwd, write_fd)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+        with _TABLE.lock:
+            _TABLE.spawning -= 1
+            if launched is not None:
+                _TABLE.mains[launched[0]] = request.run_id
+    if launched is None:
+        os.close(read_fd)
+        return None
+    pid, start = launched
+    try:
+        pidfd: int | None = os.pidfd_open(pid)  # works on a zombie too
+    except OSError:  # kernel older than 5.3 (or no such process: caught below)
+        pidfd = None
+    # Our child by now (the launcher reaped the intermediate before answering),
+    # and only we reap our children: the pid cannot have been reused.
+    proc = _read_proc(pid)
+    if proc is None or proc.ppid != os.getpid() or start not in (None, proc.start):
+        with _TABLE.lock:
+            _TABLE.mains.pop(pid, None)
+        if pidfd is not None:
+            os.close(pidfd)
+        os.close(read_fd)
+        launcher.broken(f"it answered with pid {pid}, which is not a run of ours")
+        return None
+    os.set_blocking(read_fd, False)
+    launcher.succeeded()
+    return _Spawned(
+        None,
+        pid,
+        proc.start / _CLOCK_TICKS + _boot_time(),
+        read_fd,
+        pidfd,
+        started_at,
+        started_mono,
+        inherited_rss_kb=0,
+    )
+
+
 # --- the runner ------------------------------------------------------------------------
 
 
@@ -580,11 +905,18 @@ class Runner:
 
     ``python`` runs callable jobs; ``spawn_workers`` threads fork and exec (two can
     be in flight).  ``base_dir`` is put first on a callable's ``sys.path`` (the
-    registry's folder); by default the job's ``cwd`` is.
+    registry's folder); by default the job's ``cwd`` is.  With ``launcher``,
+    callables are forked from a pre-started interpreter (``launcher.py``) when
+    this process is a child subreaper, and started fresh otherwise.
     """
 
     def __init__(
-        self, *, python: str = sys.executable, spawn_workers: int = 2, base_dir: str | None = None
+        self,
+        *,
+        python: str = sys.executable,
+        spawn_workers: int = 2,
+        base_dir: str | None = None,
+        launcher: bool = True,
     ) -> None:
         self._python = python
         self._base_dir = base_dir
@@ -592,6 +924,7 @@ class Runner:
             max_workers=spawn_workers, thread_name_prefix="cronhub-spawn"
         )
         self._scanner = _Scanner()
+        self._launcher = _Launcher(python) if launcher else None
 
     async def start(self, spec: JobSpec, request: RunRequest) -> RunHandle:
         """Spawn a run; return once its process exists (or the spawn failed).
@@ -606,7 +939,10 @@ class Runner:
             return RunHandle._failed(spec, request, str(exc))
         with _TABLE.lock:
             _TABLE.active_runs.add(request.run_id)
-        future = loop.run_in_executor(self._executor, _spawn, argv, spec, request)
+        if spec.callable is not None and self._launcher is not None:
+            future = loop.run_in_executor(self._executor, self._start_callable, argv, spec, request)
+        else:
+            future = loop.run_in_executor(self._executor, _spawn, argv, spec, request)
         try:
             spawned = await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -618,8 +954,29 @@ class Runner:
             error = _spawn_error(exc, argv, spec.cwd)
             log.debug("run %s of %s: %s", request.run_id, spec.name, error)
             return RunHandle._failed(spec, request, error)
-        log.debug("run %s of %s started as pid %d", request.run_id, spec.name, spawned.pid)
+        log.debug(
+            "run %s of %s started as pid %d%s",
+            request.run_id,
+            spec.name,
+            spawned.pid,
+            " by the launcher" if spawned.launched else "",
+        )
         return RunHandle(spec, request, spawned, self._scanner)
+
+    def _start_callable(self, argv: list[str], spec: JobSpec, request: RunRequest) -> _Spawned:
+        """Through the launcher if it can, else fresh (blocking: runs on a spawn thread).
+
+        Only a subreaper can adopt a launched run: without one the run would be
+        re-parented to init, which may reap it before its pid is watched.
+        """
+        assert self._launcher is not None
+        env = _child_env(spec, request)
+        if is_child_subreaper():
+            path = self._base_dir or spec.cwd
+            spawned = _launch(self._launcher, spec, request, env, path)
+            if spawned is not None:
+                return spawned
+        return _spawn(argv, spec, request, env)
 
     @staticmethod
     def reap_orphans() -> int:
@@ -643,9 +1000,11 @@ class Runner:
         return kill_stale(pid, create_time, run_id=run_id)
 
     def close(self) -> None:
-        """Stop the worker threads (running runs are not touched)."""
+        """Stop the worker threads and the launcher (running runs are not touched)."""
         self._executor.shutdown(wait=False)
         self._scanner.close()
+        if self._launcher is not None:
+            self._launcher.close()
 
 
 def _abandon(future: asyncio.Future[_Spawned]) -> None:
@@ -660,8 +1019,9 @@ def _abandon(future: asyncio.Future[_Spawned]) -> None:
         os.close(spawned.pidfd)
 
     def reap() -> None:
-        os.waitpid(spawned.pid, 0)
-        spawned.popen.returncode = -signal.SIGKILL
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(spawned.pid, 0)
+        spawned.set_returncode(-signal.SIGKILL)
         with _TABLE.lock:
             run_id = _TABLE.mains.pop(spawned.pid, None)
             _TABLE.active_runs.discard(run_id or "")
@@ -930,7 +1290,7 @@ class RunHandle:
     def _reap_main(self) -> tuple[int, resource.struct_rusage]:
         pid = self._spawned.pid
         _, status, rusage = os.wait4(pid, 0)  # exited already: does not block
-        self._spawned.popen.returncode = os.waitstatus_to_exitcode(status)
+        self._spawned.set_returncode(os.waitstatus_to_exitcode(status))
         with _TABLE.lock:
             _TABLE.mains.pop(pid, None)
         return status, rusage
@@ -947,7 +1307,7 @@ class RunHandle:
             os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
-        self._spawned.popen.returncode = -signal.SIGKILL
+        self._spawned.set_returncode(-signal.SIGKILL)
         with _TABLE.lock:
             _TABLE.mains.pop(pid, None)
 

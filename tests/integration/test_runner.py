@@ -2,13 +2,15 @@
 
 The test process is made a child subreaper for this module (and restored after),
 as the daemon is: escaped grandchildren are re-parented to it, and the runner must
-kill and reap them.  One test runs without it.
+kill and reap them.  One test runs without it.  Callable tests run twice: through
+the pre-forked launcher and in a fresh interpreter (``test_launcher.py`` has more).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import resource
 import signal
@@ -68,11 +70,13 @@ def request(**fields: object) -> RunRequest:
     return RunRequest(**values)  # type: ignore[arg-type]
 
 
-def run(job: JobSpec, req: RunRequest | None = None, *, limit_s: float = 30) -> RunResult:
+def run(
+    job: JobSpec, req: RunRequest | None = None, *, limit_s: float = 30, launcher: bool = True
+) -> RunResult:
     """Start one run, wait for its result."""
 
     async def go() -> RunResult:
-        runner = Runner()
+        runner = Runner(launcher=launcher)
         try:
             handle = await runner.start(job, req or request())
             return await handle.wait()
@@ -396,20 +400,32 @@ def test_concurrent_runs_all_succeed() -> None:
 # --- callables -----------------------------------------------------------------------
 
 
-def test_callable_gets_args_and_kwargs() -> None:
-    result = run(spec(callable="misbehave:greet", args=("world",), kwargs={"punctuation": "?"}))
+@pytest.fixture(params=[True, False], ids=["launcher", "fresh"])
+def launcher(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture) -> Iterator[bool]:
+    """Whether to use the launcher; checks afterwards that the runs took that path."""
+    caplog.set_level(logging.DEBUG, logger="cronhub.runner")
+    yield request.param
+    records = caplog.get_records("call")
+    starts = [m for r in records if (m := r.getMessage()).startswith("run ") and " started " in m]
+    assert starts, "no run was started"
+    assert all(("by the launcher" in message) is request.param for message in starts), starts
+
+
+def test_callable_gets_args_and_kwargs(launcher: bool) -> None:
+    job = spec(callable="misbehave:greet", args=("world",), kwargs={"punctuation": "?"})
+    result = run(job, launcher=launcher)
     assert result.status is RunStatus.SUCCESS
     assert result.output == "hello world?\n"
 
 
-def test_async_callable_is_awaited() -> None:
-    result = run(spec(callable="misbehave:async_greet", args=("loop",)))
+def test_async_callable_is_awaited(launcher: bool) -> None:
+    result = run(spec(callable="misbehave:async_greet", args=("loop",)), launcher=launcher)
     assert result.status is RunStatus.SUCCESS
     assert result.output == "async hello loop\n"
 
 
-def test_raising_callable_fails_with_traceback_and_last_line() -> None:
-    result = run(spec(callable="misbehave:boom"))
+def test_raising_callable_fails_with_traceback_and_last_line(launcher: bool) -> None:
+    result = run(spec(callable="misbehave:boom"), launcher=launcher)
     assert result.status is RunStatus.FAILED
     assert result.exit_code == 1
     assert result.error == "ValueError: boom"
@@ -417,22 +433,22 @@ def test_raising_callable_fails_with_traceback_and_last_line() -> None:
     assert "childmain" not in result.output
 
 
-def test_callable_sys_exit_keeps_its_status() -> None:
-    result = run(spec(callable="misbehave:exit3"))
+def test_callable_sys_exit_keeps_its_status(launcher: bool) -> None:
+    result = run(spec(callable="misbehave:exit3"), launcher=launcher)
     assert result.status is RunStatus.FAILED
     assert result.exit_code == 3
     assert result.error == "exited with status 3"
 
 
-def test_callable_in_missing_module_fails_with_module_not_found() -> None:
-    result = run(spec(callable="nosuchmodule:main"))
+def test_callable_in_missing_module_fails_with_module_not_found(launcher: bool) -> None:
+    result = run(spec(callable="nosuchmodule:main"), launcher=launcher)
     assert result.status is RunStatus.FAILED
     assert result.error == "ModuleNotFoundError: No module named 'nosuchmodule'"
 
 
-def test_callable_is_imported_from_base_dir_not_only_cwd(tmp_path: Path) -> None:
+def test_callable_is_imported_from_base_dir_not_only_cwd(tmp_path: Path, launcher: bool) -> None:
     async def go() -> RunResult:
-        runner = Runner(base_dir=str(JOBS))
+        runner = Runner(base_dir=str(JOBS), launcher=launcher)
         try:
             handle = await runner.start(
                 spec(callable="misbehave:greet", args=("x",), cwd=str(tmp_path)), request()
@@ -445,8 +461,9 @@ def test_callable_is_imported_from_base_dir_not_only_cwd(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("name", ["hang", "pause"])
-def test_callable_hanging_in_c_code_times_out(name: str) -> None:
-    result = run(spec(callable=f"misbehave:{name}", timeout_ms=500, kill_grace_ms=2_000))
+def test_callable_hanging_in_c_code_times_out(name: str, launcher: bool) -> None:
+    job = spec(callable=f"misbehave:{name}", timeout_ms=500, kill_grace_ms=2_000)
+    result = run(job, launcher=launcher)
     assert result.status is RunStatus.TIMEOUT
     assert result.signal == signal.SIGTERM
     assert result.duration_ms < 2_000
