@@ -1,20 +1,31 @@
-"""Run history and job state in SQL, through SQLModel.
+"""Run history and job state in SQL: tables declared with SQLModel, queries in Core.
 
 The only module that imports SQLModel or SQLAlchemy.  Rows never leave it: every
-public method takes and returns the value objects of :mod:`cronhub.model`.
+public method takes and returns the value objects of :mod:`cronhub.model`.  The
+SQLModel classes declare the schema; every statement is SQLAlchemy Core on one
+``Connection`` (no ORM session: it would cost more than the statements themselves).
 
 Two layers:
 
 * :class:`Store` — a synchronous API over one database URL.  The tables use nothing
   SQLite-specific and store every time as UTC, so the same code can later point at
   PostgreSQL; the few statements that differ between databases sit behind a dialect
-  check (``INSERT … ON CONFLICT DO NOTHING``, the SQLite pragmas).
+  check (``INSERT … ON CONFLICT DO NOTHING``, the SQLite pragmas, and the prepared
+  grouped writes below).
 * :class:`StoreService` — the asyncio face of a ``Store``.  Every call runs on one
   dedicated thread, in submission order (a second thread only checkpoints the WAL).
-  Fire-and-forget writes are batched into one transaction when they pile up, and
-  while the database fails (locked, read-only, disk full) they are held in memory and
-  retried with backoff, so a database error never stops scheduling and no result is
-  lost once the database is back.
+  Queued writes go into one transaction; a write nobody waits for may linger a
+  moment to share the transaction of the next; while the database fails (locked,
+  read-only, disk full) writes are held in memory and retried with backoff, so a
+  database error never stops scheduling and no result is lost once it is back.
+
+The hot path is a run's three writes (``insert_run``, ``set_run_pid``,
+``finish_run``).  In a batch they cost a few statements, not a few per run: one
+executemany per kind, and one UPDATE per job folding the batch's results into its
+aggregates.  A duplicate shows as an executemany that changed fewer rows than it had,
+and the batch is then replayed one statement per op.  On SQLite those executemanys
+run on the driver's cursor with SQL compiled once by SQLAlchemy (see
+:class:`_Prepared`): about 13x cheaper per run than one ORM statement per write.
 
 A scheduled run is keyed by ``(job_name, scheduled_at, attempt)`` with a unique
 constraint: a tick can never be recorded twice, whether by a restart today or by a
@@ -31,7 +42,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,15 +64,15 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
-    or_,
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.exc import (
     DatabaseError,
     DataError,
+    DBAPIError,
     IntegrityError,
     OperationalError,
     ProgrammingError,
@@ -69,7 +80,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, Session, SQLModel, create_engine
+from sqlmodel import Field, SQLModel, create_engine
 
 from cronhub.errors import StoreError
 from cronhub.model import (
@@ -128,6 +139,12 @@ def _utcnow() -> datetime:
 # --- column types -------------------------------------------------------------
 
 
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: the store takes aware datetimes only")
+    return value.astimezone(UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """An aware datetime stored as UTC and read back as aware UTC.
 
@@ -141,10 +158,22 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value!r}: the store takes aware datetimes only")
-        value = value.astimezone(UTC)
+        value = _as_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def bind_processor(self, dialect: Any) -> Callable[[Any], Any] | None:
+        """On SQLite, straight to the text SQLite's ``DATETIME`` keeps (the same
+        fixed-width ``YYYY-MM-DD HH:MM:SS.ffffff``) in one step, not two: several times
+        are bound for every run written."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            return _as_utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return process
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
@@ -240,6 +269,9 @@ _TABLES = [_META, _JOBS, _RUNS]
 _LIST_COLUMNS = [c for c in _RUNS.c if c.name != "output"]
 
 _READS = frozenset({"job_states", "history", "get_run", "last_fired", "integrity_check"})
+_URGENT = frozenset({"insert_run"})
+"""Submitted writes someone waits for (the daemon spawns a run once its row is
+committed): written at once.  Other submitted writes may wait a little for one."""
 _WRITES = frozenset(
     {
         "sync_jobs",
@@ -320,48 +352,46 @@ _INTERRUPT_RUN = (
 )
 
 
-def _count_run_statement() -> Any:
-    """Fold a finished run into its job's row with expressions on the current values
-    (right even with several writers): totals, last_*, and the running mean of the
-    durations (``timed_runs`` counts the runs that carried one)."""
-    duration = _param("b_duration_ms", Integer())
-    timed = _JOBS.c.timed_runs
-    mean = (func.coalesce(_JOBS.c.average_duration_ms, 0.0) * timed + duration) / (timed + 1)
-    return (
-        update(_JOBS)
-        .where(_JOB_NAMED)
-        .values(
-            last_run=_param("b_last_run", UTCDateTime()),
-            last_status=_param("b_status"),
-            last_error=_param("b_error", Text()),
-            last_duration_ms=duration,
-            total_runs=_JOBS.c.total_runs + 1,
-            total_failures=_JOBS.c.total_failures + _param("b_failed", Integer()),
-            average_duration_ms=case((duration.is_(None), _JOBS.c.average_duration_ms), else_=mean),
-            timed_runs=timed + case((duration.is_(None), 0), else_=1),
-            updated_at=_NOW,
-        )
-    )
+def _tally_job_statement() -> Any:
+    """Fold a :class:`_Tally` into its job's row, with expressions on the current values
+    (right even with several writers).
 
-
-_COUNT_RUN = _count_run_statement()
-
-
-def _mark_fired_statement() -> Any:
-    """Raise a job's ``last_fired`` to ``b_fired`` (never lower it)."""
+    ``b_runs`` finished runs, ``b_failures`` of them failed, ``b_timed`` carried a
+    duration, summing to ``b_duration_sum``; ``last_*`` take the last of them (and stay
+    as they are when ``b_runs`` is 0); the mean is a running mean over ``timed_runs``.
+    ``last_fired`` rises to ``b_fired`` (NULL: no tick) and never falls.
+    """
+    jobs = _JOBS.c
+    runs = _param("b_runs", Integer())
+    timed = _param("b_timed", Integer())
     fired = _param("b_fired", UTCDateTime())
-    latest = _JOBS.c.last_fired
+    total = func.coalesce(jobs.average_duration_ms, 0.0) * jobs.timed_runs
+    mean = (total + _param("b_duration_sum", Integer())) / (jobs.timed_runs + timed)
+
+    def last(column: Any, value: Any) -> Any:
+        return case((runs == 0, column), else_=value)
+
     return (
         update(_JOBS)
         .where(_JOB_NAMED)
         .values(
-            last_fired=case((or_(latest.is_(None), latest < fired), fired), else_=latest),
+            last_run=last(jobs.last_run, _param("b_last_run", UTCDateTime())),
+            last_status=last(jobs.last_status, _param("b_status")),
+            last_error=last(jobs.last_error, _param("b_error", Text())),
+            last_duration_ms=last(jobs.last_duration_ms, _param("b_duration_ms", Integer())),
+            total_runs=jobs.total_runs + runs,
+            total_failures=jobs.total_failures + _param("b_failures", Integer()),
+            average_duration_ms=case((timed == 0, jobs.average_duration_ms), else_=mean),
+            timed_runs=jobs.timed_runs + timed,
+            last_fired=case(
+                (fired > jobs.last_fired, fired), else_=func.coalesce(jobs.last_fired, fired)
+            ),
             updated_at=_NOW,
         )
     )
 
 
-_MARK_FIRED = _mark_fired_statement()
+_TALLY_JOB = _tally_job_statement()
 
 _SET_OVERRIDE = (
     update(_JOBS)
@@ -403,6 +433,284 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(cause, (OperationalError, DatabaseError, OSError))
 
 
+# --- grouped writes -------------------------------------------------------------
+
+
+class _Replay(Exception):
+    """A grouped statement changed fewer rows than it had ops: one of them is a
+    duplicate or a no-op (or a job row went missing), whose own outcome only the
+    statement-per-op path tells.  The transaction is rolled back and replayed that way."""
+
+
+_GROUPED: dict[str, tuple[int, Any]] = {
+    "insert_run": (0, True),
+    "record_skip": (0, True),
+    "set_run_pid": (1, None),
+    "finish_run": (2, True),
+}
+"""The writes batched into one statement per kind: their phase (the order their
+statements run in: a run is recorded, then spawned, then finished) and their outcome
+when every row is written as planned."""
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What some writes add to one job's row, folded in submission order: its finished
+    runs, and its latest scheduled tick.  Written by one ``_TALLY_JOB``."""
+
+    runs: int = 0
+    failures: int = 0
+    timed: int = 0
+    duration_sum: int = 0
+    last_run: datetime | None = None
+    last_status: str | None = None
+    last_error: str | None = None
+    last_duration_ms: int | None = None
+    fired: datetime | None = None
+
+    def finished(
+        self,
+        status: RunStatus,
+        started_at: datetime | None,
+        error: str | None,
+        duration_ms: int | None,
+    ) -> None:
+        """Count one finished run."""
+        self.runs += 1
+        self.failures += int(status.is_failure)
+        if duration_ms is not None:
+            self.timed += 1
+            self.duration_sum += duration_ms
+        self.last_run, self.last_status = started_at, status.value
+        self.last_error, self.last_duration_ms = error, duration_ms
+
+    def fire(self, scheduled_at: datetime) -> None:
+        """Note one recorded tick of the job's schedule."""
+        if self.fired is None or self.fired < scheduled_at:
+            self.fired = scheduled_at
+
+    def params(self, name: str, now: datetime) -> dict[str, Any]:
+        return {
+            "b_name": name,
+            "b_now": now,
+            "b_runs": self.runs,
+            "b_failures": self.failures,
+            "b_timed": self.timed,
+            "b_duration_sum": self.duration_sum,
+            "b_last_run": self.last_run,
+            "b_status": self.last_status,
+            "b_error": self.last_error,
+            "b_duration_ms": self.last_duration_ms,
+            "b_fired": self.fired,
+        }
+
+
+@dataclass(slots=True)
+class _Group:
+    """Consecutive grouped writes of a batch, waiting for their few statements.
+
+    Per kind, rows keep submission order; across kinds, statements run by phase.  That
+    reorders nothing that matters: ops of different runs touch different history rows,
+    the job rows' tallies are folded in submission order, and an op of a run that has
+    an op of a later phase in the group is not admitted (the group is written first).
+    """
+
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    pids: list[dict[str, Any]] = field(default_factory=list)
+    finishes: list[dict[str, Any]] = field(default_factory=list)
+    tallies: dict[str, _Tally] = field(default_factory=dict)
+    phases: dict[str, int] = field(default_factory=dict)
+    """Per run id, the latest phase planned."""
+
+    def add(self, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+        """Plan one write; False (planning nothing) if it must wait for the next group."""
+        phase = _GROUPED[name][0]
+        first = args[0]
+        run_id = first if isinstance(first, str) else first.run_id
+        if self.phases.get(run_id, phase) > phase:
+            return False
+        if name == "finish_run":
+            self.finishes.append(_finish_params(first))
+            status = RunStatus(first.status)
+            if status is not RunStatus.SKIPPED:
+                self._tally(first.job_name).finished(
+                    status, first.started_at, first.error, first.duration_ms
+                )
+        elif name == "set_run_pid":
+            self.pids.append(_pid_params(*args, **kwargs))
+        else:
+            build = _insert_run_values if name == "insert_run" else _skip_values
+            self.inserts.append(build(*args, **kwargs))
+            if first.trigger is Trigger.SCHEDULE:
+                self._tally(first.job_name).fire(first.scheduled_at)
+        self.phases[run_id] = phase
+        return True
+
+    def _tally(self, job_name: str) -> _Tally:
+        tally = self.tallies.get(job_name)
+        if tally is None:
+            tally = self.tallies[job_name] = _Tally()
+        return tally
+
+
+def _insert_run_values(
+    request: RunRequest,
+    *,
+    started_at: datetime | None,
+    pid: int | None = None,
+    pid_create_time: float | None = None,
+    status: RunStatus = RunStatus.RUNNING,
+) -> dict[str, Any]:
+    return _history_values(
+        request,
+        status=RunStatus(status),
+        started_at=started_at,
+        pid=pid,
+        pid_create_time=pid_create_time,
+    )
+
+
+def _skip_values(request: RunRequest, reason: str) -> dict[str, Any]:
+    return _history_values(request, status=RunStatus.SKIPPED, completed_at=_utcnow(), error=reason)
+
+
+def _pid_params(
+    run_id: str, pid: int, pid_create_time: float | None, started_at: datetime
+) -> dict[str, Any]:
+    return {
+        "b_id": run_id,
+        "b_pid": pid,
+        "b_pid_create_time": pid_create_time,
+        "b_started_at": started_at,
+    }
+
+
+def _finish_params(result: RunResult) -> dict[str, Any]:
+    status = RunStatus(result.status)
+    if not status.finished:
+        raise ValueError(f"finish_run needs the status a run ended with, not {status}")
+    return {
+        "b_id": result.run_id,
+        "b_status": status.value,
+        "b_started_at": result.started_at,
+        "b_completed_at": result.completed_at,
+        "b_duration_ms": result.duration_ms,
+        "b_exit_code": result.exit_code,
+        "b_signal": result.signal,
+        "b_error": result.error,
+        "b_output": result.output,
+        "b_output_truncated": result.output_truncated,
+        "b_cpu_user_s": result.cpu_user_s,
+        "b_cpu_system_s": result.cpu_system_s,
+        "b_max_rss_kb": result.max_rss_kb,
+        "b_pid": result.pid,
+    }
+
+
+class _CoreMany:
+    """A Core statement run as one executemany through SQLAlchemy (any database)."""
+
+    def __init__(self, statement: Any) -> None:
+        self._statement = statement
+
+    def run(self, conn: Connection, params: list[dict[str, Any]]) -> int:
+        """Execute once per ``params`` item; return the rows changed in all."""
+        return conn.execute(self._statement, params).rowcount
+
+
+_Slot = tuple[str, bool, Any, Callable[[Any], Any] | None]
+"""A positional parameter: its bind name, whether the caller supplies it (else it is
+the constant of a literal), that constant, and the type's bind processor."""
+
+
+class _Prepared:
+    """A Core statement run as one executemany straight on the SQLite driver's cursor.
+
+    The SQL text is SQLAlchemy's own, compiled from the same Core statement for the
+    same dialect (once per set of parameter names, as SQLAlchemy does), and each value
+    goes through the same bind processor; what is left out is SQLAlchemy's
+    per-execution work (execution context, ``construct_params``, events, result
+    set-up), which measured ~70% of the CPU of the small batches a busy daemon writes.
+    Driver errors are wrapped as SQLAlchemy wraps them, so callers cannot tell.
+
+    For the pysqlite driver only: positional parameters, and an executemany rowcount
+    that is the sum over its rows.
+    """
+
+    def __init__(self, statement: Any, dialect: Dialect) -> None:
+        self._statement = statement
+        self._dialect = dialect
+        self._forms: dict[tuple[str, ...], tuple[str, list[_Slot]]] = {}
+
+    def run(self, conn: Connection, params: list[dict[str, Any]]) -> int:
+        """Execute once per ``params`` item; return the rows changed in all."""
+        sql, slots = self._form(tuple(sorted(params[0])))
+        rows = [_positional(slots, p) for p in params]
+        dbapi = self._dialect.loaded_dbapi
+        cursor = conn.connection.cursor()
+        try:
+            cursor.executemany(sql, rows)
+            return cursor.rowcount
+        except dbapi.Error as exc:
+            raise DBAPIError.instance(
+                sql, rows, exc, dbapi.Error, hide_parameters=True, dialect=self._dialect
+            ) from exc
+        finally:
+            cursor.close()
+
+    def _form(self, keys: tuple[str, ...]) -> tuple[str, list[_Slot]]:
+        form = self._forms.get(keys)
+        if form is None:
+            dialect = self._dialect
+            compiled = self._statement.compile(dialect=dialect, column_keys=list(keys))
+            if compiled.positiontup is None:
+                raise TypeError(f"{dialect.name}: prepared statements need positional binds")
+            slots = []
+            for name in compiled.positiontup:
+                bind = compiled.binds[name]
+                constant = None if bind.required else bind.effective_value
+                process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+                slots.append((name, bind.required, constant, process))
+            form = self._forms[keys] = (compiled.string, slots)
+        return form
+
+
+def _positional(slots: list[_Slot], params: Mapping[str, Any]) -> tuple[Any, ...]:
+    row = []
+    for name, given, constant, process in slots:
+        value = params[name] if given else constant
+        row.append(value if process is None else process(value))
+    return tuple(row)
+
+
+def _grouped_statements(engine: Engine, insert_run: Any) -> dict[str, _CoreMany | _Prepared] | None:
+    """The statements of grouped writes on ``engine``, or None where the driver does
+    not count the rows of an executemany (grouped writes then fall back to a statement
+    per op).  On SQLite (pysqlite) they run prepared on the driver's cursor."""
+    statements = {
+        "insert_run": insert_run,
+        "set_run_pid": _SET_RUN_PID,
+        "finish_run": _FINISH_RUN,
+        "tally_job": _TALLY_JOB,
+    }
+    dialect = engine.dialect
+    if dialect.name == "sqlite" and dialect.driver == "pysqlite":
+        return {name: _Prepared(statement, dialect) for name, statement in statements.items()}
+    if not dialect.supports_sane_multi_rowcount:
+        return None
+    return {name: _CoreMany(statement) for name, statement in statements.items()}
+
+
+def _run_all(runner: _CoreMany | _Prepared, conn: Connection, params: list[dict[str, Any]]) -> None:
+    """One executemany of ``params``; :class:`_Replay` unless each changed one row."""
+    try:
+        changed = runner.run(conn, params)
+    except IntegrityError as exc:  # a duplicate, where INSERT cannot ignore conflicts
+        raise _Replay(f"{len(params)} rows: {_describe(exc)}") from exc
+    if changed != len(params):
+        raise _Replay(f"{changed} of {len(params)} rows changed")
+
+
 # --- the synchronous store ---------------------------------------------------
 
 
@@ -418,9 +726,14 @@ class Store:
         self._busy_timeout_ms = busy_timeout_ms
         self._auto_checkpoint = True
         self._engine: Engine | None = None
-        self._write_engine: Engine | None = None
+        self._conn: Connection | None = None
         self._insert_run_ignoring: Any = None
         self._insert_job_ignoring: Any = None
+        self._grouped: dict[str, _CoreMany | _Prepared] | None = None
+        # Jobs known to have a row (rows are never deleted), so grouped writes need not
+        # create them; names seen in the current write transaction join on commit.
+        self._known_jobs: set[str] = set()
+        self._txn_jobs: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -443,9 +756,13 @@ class Store:
             engine.dispose()
             raise StoreError(f"{self._label()}: cannot open database: {_describe(exc)}") from exc
         self._engine = engine
-        self._write_engine = engine.execution_options(cronhub_begin="IMMEDIATE")
         self._insert_run_ignoring = _insert_ignoring_duplicates(engine, _RUNS)
         self._insert_job_ignoring = _insert_ignoring_duplicates(engine, _JOBS)
+        insert_run = self._insert_run_ignoring
+        self._grouped = _grouped_statements(
+            engine, insert(_RUNS) if insert_run is None else insert_run
+        )
+        self._known_jobs.clear()
 
     @property
     def is_open(self) -> bool:
@@ -453,9 +770,8 @@ class Store:
 
     def close(self) -> None:
         """Close every connection.  Idempotent."""
-        if self._engine is not None:
-            self._engine.dispose()
-        self._engine = self._write_engine = None
+        self._disconnect()
+        self._engine = None
 
     def _label(self) -> str:
         """How messages name the database: its file, or its URL without the password."""
@@ -480,36 +796,44 @@ class Store:
         return engine
 
     @contextmanager
-    def _session(self, *, write: bool) -> Iterator[Session]:
+    def _transaction(self, *, write: bool) -> Iterator[Connection]:
         """One transaction: committed on success, rolled back on any error.
 
-        Database and OS errors become :class:`StoreError`; a connection that failed is
-        discarded so the next attempt reconnects (and sees a file made writable again).
+        Every transaction runs on one connection kept open between them: checking one
+        out of the pool costs more than a small batch's statements, and one connection
+        keeps one page cache.  Database and OS errors become :class:`StoreError`; a
+        connection that failed is discarded so the next attempt reconnects (and sees a
+        file made writable again).
         """
-        engine = self._write_engine if write else self._engine
-        if engine is None:
+        if self._engine is None:
             raise StoreError("the history database is not open")
-        session = Session(engine, expire_on_commit=False, autoflush=False)
+        self._txn_jobs.clear()
         try:
-            yield session
-            session.commit()
+            if self._conn is None:
+                self._conn = self._engine.connect()
+            conn = self._conn.execution_options(cronhub_begin="IMMEDIATE" if write else "")
+            with conn.begin():
+                yield conn
         except (SQLAlchemyError, OSError) as exc:
-            self._rollback(session)
             if is_retryable(exc):
-                engine.dispose()
+                self._disconnect(failed=True)
             raise StoreError(f"history database error: {_describe(exc)}") from exc
-        except BaseException:
-            self._rollback(session)
-            raise
-        finally:
-            session.close()
+        if write:
+            self._known_jobs |= self._txn_jobs
 
-    @staticmethod
-    def _rollback(session: Session) -> None:
-        try:
-            session.rollback()
-        except (SQLAlchemyError, OSError) as exc:
-            log.debug("rollback failed: %s", _describe(exc))
+    def _disconnect(self, *, failed: bool = False) -> None:
+        """Close every connection (discarding a ``failed`` one); the next transaction
+        opens a new one."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                if failed:
+                    conn.invalidate()
+                conn.close()
+            except (SQLAlchemyError, OSError) as exc:
+                log.debug("closing the history connection failed: %s", _describe(exc))
+        if self._engine is not None:
+            self._engine.dispose()
 
     # -- batches -----------------------------------------------------------
 
@@ -524,17 +848,36 @@ class Store:
         only the faulty op is lost.  A retryable failure (locked, read-only, disk full)
         raises :class:`StoreError`.  Every write is idempotent, so replaying a batch
         that was partly committed changes nothing twice.
+
+        Runs of consecutive run writes (``insert_run``, ``record_skip``,
+        ``set_run_pid``, ``finish_run``) cost a few statements, not a few per op: one
+        executemany per kind, and one UPDATE per job for the aggregates.  If one of
+        them changes fewer rows than planned (a duplicate tick, a run finished twice),
+        the transaction is replayed with one statement per op, which tells each op's
+        outcome.
         """
         for name, _, _ in ops:
             if name not in _WRITES:
                 raise ValueError(f"not a store write: {name!r}")
-        if len(ops) > 1:
+        one_by_one = len(ops) == 1
+        if self._grouped is not None:
             try:
-                with self._session(write=True) as session:
-                    return [
-                        getattr(self, f"_{name}")(session, *args, **kwargs)
-                        for name, args, kwargs in ops
-                    ]
+                with self._transaction(write=True) as conn:
+                    return self._apply_grouped(conn, ops, self._grouped)
+            except _Replay as exc:
+                log.debug("grouped writes replayed op by op: %s", exc)
+            except StoreError as exc:
+                if is_retryable(exc):
+                    raise
+                log.debug("batch of %d writes refused (%s); replaying one by one", len(ops), exc)
+                one_by_one = True
+            except _OP_ERRORS as exc:
+                log.debug("batch of %d writes refused (%s); replaying one by one", len(ops), exc)
+                one_by_one = True
+        if not one_by_one:
+            try:
+                with self._transaction(write=True) as conn:
+                    return [self._apply(conn, name, args, kwargs) for name, args, kwargs in ops]
             except StoreError as exc:
                 if is_retryable(exc):
                     raise
@@ -554,8 +897,73 @@ class Store:
             return exc
 
     def _write(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        with self._session(write=True) as session:
-            return getattr(self, f"_{name}")(session, *args, **kwargs)
+        with self._transaction(write=True) as conn:
+            return self._apply(conn, name, args, kwargs)
+
+    def _apply(
+        self, conn: Connection, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> Any:
+        return getattr(self, f"_{name}")(conn, *args, **kwargs)
+
+    def _apply_grouped(
+        self,
+        conn: Connection,
+        ops: Sequence[tuple[str, tuple[Any, ...], Mapping[str, Any]]],
+        statements: Mapping[str, _CoreMany | _Prepared],
+    ) -> list[Any]:
+        """The batch as groups of run writes (see :class:`_Group`), each written with
+        a few statements, and the other writes one by one between them."""
+        outcomes = []
+        group = _Group()
+        for name, args, kwargs in ops:
+            grouped = _GROUPED.get(name)
+            if grouped is None:
+                self._write_group(conn, group, statements)
+                group = _Group()
+                outcomes.append(self._apply(conn, name, args, kwargs))
+                continue
+            if not group.add(name, args, kwargs):
+                self._write_group(conn, group, statements)
+                group = _Group()
+                group.add(name, args, kwargs)
+            outcomes.append(grouped[1])
+        self._write_group(conn, group, statements)
+        return outcomes
+
+    def _write_group(
+        self, conn: Connection, group: _Group, statements: Mapping[str, _CoreMany | _Prepared]
+    ) -> None:
+        if group.inserts:
+            _run_all(statements["insert_run"], conn, group.inserts)
+        if group.pids:
+            statements["set_run_pid"].run(conn, group.pids)
+        if group.finishes:
+            _run_all(statements["finish_run"], conn, group.finishes)
+        if group.tallies:
+            now = _utcnow()
+            self._ensure_jobs(conn, group.tallies, now)
+            params = [tally.params(name, now) for name, tally in group.tallies.items()]
+            try:
+                _run_all(statements["tally_job"], conn, params)
+            except _Replay:
+                self._known_jobs.clear()  # a job row went missing behind our back
+                raise
+
+    def _ensure_jobs(self, conn: Connection, names: Iterable[str], now: datetime) -> None:
+        """Create a bare row for each job of ``names`` without one (a run or an override
+        can come before the registry names the job)."""
+        missing = [name for name in names if name not in self._known_jobs]
+        if not missing:
+            return
+        if self._insert_job_ignoring is not None:
+            conn.execute(self._insert_job_ignoring, [_bare_job(name, now) for name in missing])
+        else:
+            known = select(_JOBS.c.name).where(_JOBS.c.name.in_(missing))
+            have = set(conn.execute(known).scalars())
+            bare = [_bare_job(name, now) for name in missing if name not in have]
+            if bare:
+                conn.execute(insert(_JOBS), bare)
+        self._txn_jobs.update(missing)
 
     # -- writes ------------------------------------------------------------
 
@@ -566,10 +974,10 @@ class Store:
         """
         self._write("sync_jobs", list(specs))
 
-    def _sync_jobs(self, session: Session, specs: Sequence[JobSpec]) -> None:
+    def _sync_jobs(self, conn: Connection, specs: Sequence[JobSpec]) -> None:
         existing = {
             row.name: (row.description, row.schedule, row.enabled)
-            for row in session.exec(
+            for row in conn.execute(
                 select(_JOBS.c.name, _JOBS.c.description, _JOBS.c.schedule, _JOBS.c.enabled)
             )
         }
@@ -593,9 +1001,11 @@ class Store:
                     }
                 )
         if new:
-            session.exec(insert(_JOBS), params=new)
+            conn.execute(insert(_JOBS), new)
         if changed:
-            session.exec(_SYNC_JOB, params=changed)
+            conn.execute(_SYNC_JOB, changed)
+        self._txn_jobs.update(existing)
+        self._txn_jobs.update(spec.name for spec in specs)
 
     def insert_run(
         self,
@@ -624,7 +1034,7 @@ class Store:
 
     def _insert_run(
         self,
-        session: Session,
+        conn: Connection,
         request: RunRequest,
         *,
         started_at: datetime | None,
@@ -632,14 +1042,14 @@ class Store:
         pid_create_time: float | None = None,
         status: RunStatus = RunStatus.RUNNING,
     ) -> bool:
-        values = _history_values(
+        values = _insert_run_values(
             request,
-            status=RunStatus(status),
             started_at=started_at,
             pid=pid,
             pid_create_time=pid_create_time,
+            status=status,
         )
-        return self._insert_history(session, request, values)
+        return self._insert_history(conn, request, values)
 
     def set_run_pid(
         self, run_id: str, pid: int, pid_create_time: float | None, started_at: datetime
@@ -649,21 +1059,13 @@ class Store:
 
     def _set_run_pid(
         self,
-        session: Session,
+        conn: Connection,
         run_id: str,
         pid: int,
         pid_create_time: float | None,
         started_at: datetime,
     ) -> None:
-        session.exec(
-            _SET_RUN_PID,
-            params={
-                "b_id": run_id,
-                "b_pid": pid,
-                "b_pid_create_time": pid_create_time,
-                "b_started_at": started_at,
-            },
-        )
+        conn.execute(_SET_RUN_PID, _pid_params(run_id, pid, pid_create_time, started_at))
 
     def record_skip(self, request: RunRequest, reason: str) -> bool:
         """Record a tick that was not started (``skipped``, with ``reason`` as its error).
@@ -672,114 +1074,77 @@ class Store:
         """
         return self._write("record_skip", request, reason)
 
-    def _record_skip(self, session: Session, request: RunRequest, reason: str) -> bool:
-        values = _history_values(
-            request, status=RunStatus.SKIPPED, completed_at=_utcnow(), error=reason
-        )
-        return self._insert_history(session, request, values)
+    def _record_skip(self, conn: Connection, request: RunRequest, reason: str) -> bool:
+        return self._insert_history(conn, request, _skip_values(request, reason))
 
     def _insert_history(
-        self, session: Session, request: RunRequest, values: dict[str, Any]
+        self, conn: Connection, request: RunRequest, values: dict[str, Any]
     ) -> bool:
         if self._insert_run_ignoring is not None:
-            inserted = session.exec(self._insert_run_ignoring, params=values).rowcount == 1
+            inserted = conn.execute(self._insert_run_ignoring, values).rowcount == 1
         else:
             try:
-                with session.begin_nested():
-                    session.exec(insert(_RUNS), params=values)
+                with conn.begin_nested():
+                    conn.execute(insert(_RUNS), values)
                 inserted = True
             except IntegrityError:
                 inserted = False
         if not inserted:
             # Our own row already there (a batch replayed after a partial commit)?
-            same = session.exec(select(_RUNS.c.id).where(_RUNS.c.id == request.run_id)).first()
-            return same is not None
+            return self._run_exists(conn, request.run_id)
         if request.trigger is Trigger.SCHEDULE:
-            params = {"b_name": request.job_name, "b_fired": request.scheduled_at}
-            self._update_job(session, _MARK_FIRED, params)
+            tally = _Tally()
+            tally.fire(request.scheduled_at)
+            self._tally_jobs(conn, {request.job_name: tally})
         return True
+
+    @staticmethod
+    def _run_exists(conn: Connection, run_id: str) -> bool:
+        return conn.execute(select(_RUNS.c.id).where(_RUNS.c.id == run_id)).first() is not None
 
     def finish_run(self, result: RunResult) -> bool:
         """Close a ``running`` row with its result and count it in the job's aggregates.
 
-        Idempotent: returns False, changing nothing, if the row is already finished or
-        was never recorded.
+        A ``skipped`` result closes a run recorded but never spawned: it is not counted
+        as a run.  Idempotent: returns False, changing nothing, if the row is already
+        finished or was never recorded.
         """
         return self._write("finish_run", result)
 
-    def _finish_run(self, session: Session, result: RunResult) -> bool:
-        status = RunStatus(result.status)
-        if not status.finished or status is RunStatus.SKIPPED:
-            raise ValueError(f"finish_run needs the status a run ended with, not {status}")
-        params = {
-            "b_id": result.run_id,
-            "b_status": status.value,
-            "b_started_at": result.started_at,
-            "b_completed_at": result.completed_at,
-            "b_duration_ms": result.duration_ms,
-            "b_exit_code": result.exit_code,
-            "b_signal": result.signal,
-            "b_error": result.error,
-            "b_output": result.output,
-            "b_output_truncated": result.output_truncated,
-            "b_cpu_user_s": result.cpu_user_s,
-            "b_cpu_system_s": result.cpu_system_s,
-            "b_max_rss_kb": result.max_rss_kb,
-            "b_pid": result.pid,
-        }
-        if session.exec(_FINISH_RUN, params=params).rowcount != 1:
-            known = session.exec(select(_RUNS.c.id).where(_RUNS.c.id == result.run_id)).first()
-            if known is None:
+    def _finish_run(self, conn: Connection, result: RunResult) -> bool:
+        params = _finish_params(result)
+        if conn.execute(_FINISH_RUN, params).rowcount != 1:
+            if not self._run_exists(conn, result.run_id):
                 log.warning(
                     "no history row for run %s of %s; its result is not recorded",
                     result.run_id,
                     result.job_name,
                 )
             return False
-        self._count_run(
-            session,
-            result.job_name,
-            status=status,
-            started_at=result.started_at,
-            error=result.error,
-            duration_ms=result.duration_ms,
-        )
+        status = RunStatus(result.status)
+        if status is not RunStatus.SKIPPED:
+            tally = _Tally()
+            tally.finished(status, result.started_at, result.error, result.duration_ms)
+            self._tally_jobs(conn, {result.job_name: tally})
         return True
 
-    def _count_run(
-        self,
-        session: Session,
-        name: str,
-        *,
-        status: RunStatus,
-        started_at: datetime | None,
-        error: str | None,
-        duration_ms: int | None,
-    ) -> None:
-        """Fold one finished run into its job's aggregates."""
-        params = {
-            "b_name": name,
-            "b_last_run": started_at,
-            "b_status": status.value,
-            "b_error": error,
-            "b_duration_ms": duration_ms,
-            "b_failed": 1 if status.is_failure else 0,
-        }
-        self._update_job(session, _COUNT_RUN, params)
+    def _tally_jobs(self, conn: Connection, tallies: Mapping[str, _Tally]) -> None:
+        """Fold finished runs and fired ticks into their jobs' rows."""
+        now = _utcnow()
+        for name, tally in tallies.items():
+            self._update_job(conn, _TALLY_JOB, tally.params(name, now))
 
-    def _update_job(self, session: Session, statement: Any, params: dict[str, Any]) -> None:
+    def _update_job(self, conn: Connection, statement: Any, params: dict[str, Any]) -> None:
         """Run an UPDATE of one job's row, creating a bare row first if the job was never
         synced (a run or an override can come before the registry names the job)."""
-        now = _utcnow()
-        params["b_now"] = now
-        if session.exec(statement, params=params).rowcount == 1:
-            return
-        bare = _bare_job(params["b_name"], now)
-        if self._insert_job_ignoring is not None:
-            session.exec(self._insert_job_ignoring, params=bare)
-        else:
-            session.exec(insert(_JOBS), params=bare)
-        session.exec(statement, params=params)
+        now = params.setdefault("b_now", _utcnow())
+        name = params["b_name"]
+        if conn.execute(statement, params).rowcount != 1:
+            bare = _bare_job(name, now)
+            ignoring = self._insert_job_ignoring
+            conn.execute(insert(_JOBS) if ignoring is None else ignoring, bare)
+            conn.execute(statement, params)
+        self._txn_jobs.add(name)
 
     def recover_interrupted(self, now: datetime) -> list[RunRecord]:
         """Mark every run left ``running`` as ``interrupted`` (after a daemon crash).
@@ -789,40 +1154,33 @@ class Store:
         """
         return self._write("recover_interrupted", now)
 
-    def _recover_interrupted(self, session: Session, now: datetime) -> list[RunRecord]:
-        rows = session.exec(
+    def _recover_interrupted(self, conn: Connection, now: datetime) -> list[RunRecord]:
+        rows = conn.execute(
             select(*_LIST_COLUMNS)
             .where(_RUNS.c.status == RunStatus.RUNNING.value)
             .order_by(_RUNS.c.scheduled_at, _RUNS.c.attempt)
         ).all()
-        recovered = []
+        if not rows:
+            return []
+        conn.execute(_INTERRUPT_RUN, [{"b_id": row.id, "b_completed_at": now} for row in rows])
+        tallies: dict[str, _Tally] = {}
         for row in rows:
-            session.exec(_INTERRUPT_RUN, params={"b_id": row.id, "b_completed_at": now})
-            self._count_run(
-                session,
-                row.job_name,
-                status=RunStatus.INTERRUPTED,
-                started_at=row.started_at,
-                error=INTERRUPTED_ERROR,
-                duration_ms=None,
-            )
-            record = _record(row, output=None)
-            recovered.append(
-                replace(
-                    record,
-                    status=RunStatus.INTERRUPTED,
-                    completed_at=now,
-                    error=INTERRUPTED_ERROR,
-                )
-            )
-        return recovered
+            tally = tallies.setdefault(row.job_name, _Tally())
+            tally.finished(RunStatus.INTERRUPTED, row.started_at, INTERRUPTED_ERROR, None)
+        self._tally_jobs(conn, tallies)
+        interrupted = {
+            "status": RunStatus.INTERRUPTED,
+            "completed_at": now,
+            "error": INTERRUPTED_ERROR,
+        }
+        return [replace(_record(row, output=None), **interrupted) for row in rows]
 
     def set_override(self, name: str, enabled: bool | None) -> None:
         """Persist a runtime enable/disable of a job; ``None`` follows the config again."""
         self._write("set_override", name, enabled)
 
-    def _set_override(self, session: Session, name: str, enabled: bool | None) -> None:
-        self._update_job(session, _SET_OVERRIDE, {"b_name": name, "b_override": enabled})
+    def _set_override(self, conn: Connection, name: str, enabled: bool | None) -> None:
+        self._update_job(conn, _SET_OVERRIDE, {"b_name": name, "b_override": enabled})
 
     def prune(self, before: datetime, batch: int = PRUNE_BATCH) -> int:
         """Delete up to ``batch`` finished runs scheduled before ``before``, oldest first.
@@ -832,17 +1190,17 @@ class Store:
         """
         return self._write("prune", before, batch)
 
-    def _prune(self, session: Session, before: datetime, batch: int = PRUNE_BATCH) -> int:
+    def _prune(self, conn: Connection, before: datetime, batch: int = PRUNE_BATCH) -> int:
         if batch <= 0:
             return 0
-        return session.exec(_PRUNE, params={"b_before": before, "b_batch": batch}).rowcount
+        return conn.execute(_PRUNE, {"b_before": before, "b_batch": batch}).rowcount
 
     # -- reads ------------------------------------------------------------
 
     def job_states(self) -> dict[str, JobState]:
         """The aggregates and override of every job ever synced or run."""
-        with self._session(write=False) as session:
-            rows = session.exec(select(_JOBS)).all()
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(select(_JOBS)).all()
         return {row.name: _job_state(row) for row in rows}
 
     def history(
@@ -866,8 +1224,8 @@ class Store:
             query = query.where(_RUNS.c.scheduled_at >= since)
         query = query.order_by(_RUNS.c.scheduled_at.desc(), _RUNS.c.attempt.desc())
         query = query.limit(max(limit, 0))
-        with self._session(write=False) as session:
-            rows = session.exec(query).all()
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(query).all()
         return [_record(row, output=None) for row in rows]
 
     def get_run(self, job: str, run_id: str | None = None) -> RunRecord | None:
@@ -882,15 +1240,15 @@ class Store:
                 .order_by(_RUNS.c.scheduled_at.desc(), _RUNS.c.attempt.desc())
                 .limit(1)
             )
-        with self._session(write=False) as session:
-            row = session.exec(query).first()
+        with self._transaction(write=False) as conn:
+            row = conn.execute(query).first()
         return None if row is None else _record(row, output=row.output)
 
     def last_fired(self) -> dict[str, datetime]:
         """Per job, the latest ``scheduled_at`` recorded with trigger ``schedule``."""
         query = select(_JOBS.c.name, _JOBS.c.last_fired).where(_JOBS.c.last_fired.is_not(None))
-        with self._session(write=False) as session:
-            return {row.name: row.last_fired for row in session.exec(query)}
+        with self._transaction(write=False) as conn:
+            return {row.name: row.last_fired for row in conn.execute(query)}
 
     # -- checkpoints -------------------------------------------------------
 
@@ -924,11 +1282,10 @@ class Store:
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` ("ok" when sound); "ok" elsewhere, where
         the server checks its own storage."""
-        with self._session(write=False) as session:
-            if session.get_bind().dialect.name != "sqlite":
+        with self._transaction(write=False) as conn:
+            if conn.dialect.name != "sqlite":
                 return "ok"
-            connection = session.connection()
-            lines = connection.exec_driver_sql("PRAGMA integrity_check").scalars().all()
+            lines = conn.exec_driver_sql("PRAGMA integrity_check").scalars().all()
         return "\n".join(str(line) for line in lines)
 
 
@@ -938,7 +1295,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int, *, auto_checkpoint: 
     The driver is put in autocommit mode and SQLAlchemy's ``begin`` emits ``BEGIN``
     itself (SQLAlchemy's documented pysqlite recipe): without it the driver starts
     transactions only before DML, which breaks savepoints, transactional DDL and
-    read-then-write consistency.  Write sessions ask for ``BEGIN IMMEDIATE``, so they
+    read-then-write consistency.  Write transactions ask for ``BEGIN IMMEDIATE``, so they
     take the write lock up front and wait ``busy_timeout`` for it rather than failing
     midway.
     """
@@ -974,6 +1331,9 @@ def _insert_ignoring_duplicates(engine: Engine, table: Table) -> Any:
     if engine.dialect.name == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing()
     if engine.dialect.name == "postgresql":
+        # Imported here: the dialect weighs ~2 MiB that a SQLite daemon never needs.
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table).on_conflict_do_nothing()
     return None
 
@@ -1122,6 +1482,10 @@ class _Op:
     future: asyncio.Future[Any]
     hold: bool = False
     """A ``submit``ted write: held and retried while the database fails."""
+    urgent: bool = True
+    """Written as soon as the writer is free; else it may wait, until ``due``, for
+    an urgent op to share its transaction."""
+    due: float = 0.0
 
     @property
     def is_read(self) -> bool:
@@ -1133,28 +1497,29 @@ class _Op:
         return f"{self.method}({run_id})" if run_id else self.method
 
 
-_CHECKPOINT_EVERY_WRITES = 64
-"""Writes between two WAL checkpoints requested by the service (a run is two)."""
+_CHECKPOINT_EVERY_WRITES = 400
+"""Writes between two WAL checkpoints requested by the service.  A write adds at most
+~2.5 pages to the WAL (measured: a run's three writes, one run per transaction; fewer
+in bigger batches), so the WAL stays under SQLite's own checkpoint threshold of 1,000
+pages, and a busy daemon checkpoints a few times a second, not dozens."""
 
-_Settlement = tuple[asyncio.Future[Any], Any, BaseException | None]
+_Settlement = tuple[asyncio.Future[Any], Any, BaseException | None, bool]
+"""A finished op's future, its value or error, and whether a failure was already
+logged (a ``submit`` future nobody may await must not log "exception never
+retrieved")."""
 
 
 def _settle_all(settlements: list[_Settlement]) -> None:
     """On the event loop: resolve the futures of ops the writer thread finished."""
-    for future, value, error in settlements:
+    for future, value, error, logged in settlements:
         if future.done():
             continue
-        if error is not None:
-            future.set_exception(error)
-        else:
+        if error is None:
             future.set_result(value)
-
-
-def _mark_retrieved(future: asyncio.Future[Any]) -> None:
-    """A ``submit`` future nobody awaits must not log "exception never retrieved": its
-    failure is already logged by the service."""
-    if not future.cancelled():
-        future.exception()
+            continue
+        future.set_exception(error)
+        if logged:
+            future.exception()  # marks it retrieved; an awaiting caller still gets it
 
 
 class StoreService:
@@ -1186,13 +1551,16 @@ class StoreService:
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
         max_batch: int = 200,
+        linger_s: float = 0.05,
     ) -> None:
         self._store = store
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._max_batch = max_batch
+        self._linger_s = linger_s
         self._cond = threading.Condition()
         self._queue: deque[_Op] = deque()  # guarded by _cond
+        self._urgent = 0  # urgent ops queued, guarded by _cond
         self._pending = 0  # writes queued or held, guarded by _cond
         self._stopping = False
         self._stop_deadline = 0.0
@@ -1250,9 +1618,7 @@ class StoreService:
         the write is committed, or the error that made it be dropped."""
         if method_name not in _WRITES:
             raise ValueError(f"not a store write: {method_name!r}")
-        future = self._enqueue(method_name, args, kwargs, hold=True)
-        future.add_done_callback(_mark_retrieved)
-        return future
+        return self._enqueue(method_name, args, kwargs, hold=True)
 
     async def call(self, method_name: str, *args: Any, **kwargs: Any) -> Any:
         """Run a store method on the writer thread and return its result."""
@@ -1279,14 +1645,19 @@ class StoreService:
     ) -> asyncio.Future[Any]:
         if self._loop is None:
             raise StoreError("the history store is not started")
-        op = _Op(method, args, kwargs, self._loop.create_future(), hold)
+        urgent = not hold or method in _URGENT
+        due = time.monotonic() + (0.0 if urgent else self._linger_s)
+        op = _Op(method, args, kwargs, self._loop.create_future(), hold, urgent, due)
         with self._cond:
             if self._stopping:
                 raise StoreError("the history store is stopping")
             self._queue.append(op)
             if not op.is_read:
                 self._pending += 1
-            self._cond.notify()
+            self._urgent += urgent
+            # A lazy op behind others changes nothing the writer waits for.
+            if urgent or len(self._queue) == 1 or len(self._queue) == self._max_batch:
+                self._cond.notify()
         return op.future
 
     # -- writer thread -----------------------------------------------------
@@ -1311,14 +1682,23 @@ class StoreService:
         with self._cond:
             while True:
                 now = time.monotonic()
-                if self._queue:
-                    count = min(len(self._queue), self._max_batch)
-                    return [self._queue.popleft() for _ in range(count)]
+                queue = self._queue
+                if queue and (
+                    self._urgent
+                    or self._stopping
+                    or len(queue) >= self._max_batch
+                    or queue[0].due <= now
+                ):
+                    ops = [queue.popleft() for _ in range(min(len(queue), self._max_batch))]
+                    self._urgent -= sum(op.urgent for op in ops)
+                    return ops
                 if self._held and now >= self._retry_at:
                     return []
                 if self._stopping and (not self._held or now >= self._stop_deadline):
                     return None
                 waits = []
+                if queue:
+                    waits.append(queue[0].due - now)
                 if self._held:
                     waits.append(self._retry_at - now)
                 if self._stopping:
@@ -1346,9 +1726,9 @@ class StoreService:
         try:
             value = getattr(self._store, op.method)(*op.args, **op.kwargs)
         except Exception as exc:  # handed to the awaiting caller
-            self._settlements.append((op.future, None, exc))
+            self._settlements.append((op.future, None, exc, False))
         else:
-            self._settlements.append((op.future, value, None))
+            self._settlements.append((op.future, value, None, False))
 
     def _hold_or_refuse(self, op: _Op, reason: str) -> None:
         if op.hold:
@@ -1359,7 +1739,7 @@ class StoreService:
             f"history database unavailable ({reason}; {len(self._held)} writes held): "
             f"{op.method} not done"
         )
-        self._settlements.append((op.future, None, error))
+        self._settlements.append((op.future, None, error, False))
 
     def _flush(self, ops: list[_Op]) -> None:
         if not ops:
@@ -1371,6 +1751,7 @@ class StoreService:
                 self._enter_outage(exc, ops)
                 return
             outcomes = [exc] * len(ops)
+        self._done_pending(len(ops))
         for op, outcome in zip(ops, outcomes, strict=True):
             self._settle(op, outcome)
         self._note_written(ops)
@@ -1403,6 +1784,7 @@ class StoreService:
             outcomes = [exc] * count
         for _ in range(count):
             self._held.popleft()
+        self._done_pending(count)
         for op, outcome in zip(ops, outcomes, strict=True):
             self._settle(op, outcome)
         self._written_while_held += count
@@ -1448,11 +1830,10 @@ class StoreService:
 
     def _settle(self, op: _Op, outcome: Any) -> None:
         """Record a write's outcome for its caller, and log what nobody may be watching."""
-        self._done_pending(1)
         if isinstance(outcome, BaseException):
             if op.hold:
                 log.error("history write %s dropped: %s", op.describe(), outcome, exc_info=outcome)
-            self._settlements.append((op.future, None, outcome))
+            self._settlements.append((op.future, None, outcome, op.hold))
             return
         if outcome is False and op.hold and op.method in ("insert_run", "record_skip"):
             request = op.args[0]
@@ -1463,7 +1844,7 @@ class StoreService:
                 request.scheduled_at.isoformat(),
                 request.attempt,
             )
-        self._settlements.append((op.future, outcome, None))
+        self._settlements.append((op.future, outcome, None, False))
 
     def _dispatch(self) -> None:
         """Hand the finished ops' results to the event loop, in one wakeup."""
@@ -1488,7 +1869,7 @@ class StoreService:
                 ", ".join(op.describe() for op in self._held),
             )
             error = StoreError("history database unavailable at shutdown; result not recorded")
-            self._settlements.extend((op.future, None, error) for op in self._held)
+            self._settlements.extend((op.future, None, error, True) for op in self._held)
             self._done_pending(len(self._held))
             self._held.clear()
         self._stop_checkpointer()
@@ -1497,5 +1878,5 @@ class StoreService:
         except Exception:  # loop boundary: shutdown must complete
             log.exception("closing the history database failed")
         if self._done is not None:
-            self._settlements.append((self._done, None, None))
+            self._settlements.append((self._done, None, None, False))
         self._dispatch()

@@ -246,6 +246,16 @@ def test_a_later_attempt_of_the_same_tick_is_its_own_row(db: Store):
     assert [r.attempt for r in db.history()] == [2, 1]
 
 
+def test_a_run_recorded_but_never_spawned_is_closed_as_skipped_not_counted(db: Store):
+    db.sync_jobs([spec("backup")])
+    req = request()
+    db.insert_run(req, started_at=NOW)
+    assert db.finish_run(result(req, RunStatus.SKIPPED, duration_ms=0, error="shutting down"))
+    (row,) = db.history()
+    assert (row.status, row.error) == (RunStatus.SKIPPED, "shutting down")
+    assert db.job_states()["backup"].total_runs == 0
+
+
 def test_running_row_gets_its_process_after_the_spawn(db: Store):
     req = request()
     db.insert_run(req, started_at=None)
@@ -418,6 +428,100 @@ def test_apply_batch_drops_only_the_faulty_write(db: Store):
     assert len(db.history()) == 2
 
 
+# --- grouped writes -------------------------------------------------------------
+
+
+@pytest.fixture(params=["prepared", "core"])
+def grouped(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, db_path: Path):
+    """A store whose grouped writes run prepared on the SQLite driver (its own way), or
+    through SQLAlchemy Core (the way of other databases)."""
+    if request.param == "core":
+        monkeypatch.setattr(
+            store_module, "_Prepared", lambda statement, _dialect: store_module._CoreMany(statement)
+        )
+    store = Store(f"sqlite:///{db_path}")
+    store.open()
+    yield store
+    store.close()
+
+
+def run_ops(req: RunRequest, res: RunResult) -> list[tuple[str, tuple[Any, ...], dict]]:
+    return [
+        ("insert_run", (req,), {"started_at": None}),
+        ("set_run_pid", (req.run_id, 4242, 12.5, req.scheduled_at), {}),
+        ("finish_run", (res,), {}),
+    ]
+
+
+def test_a_batch_of_runs_folds_into_the_jobs_as_one_write_at_a_time_would(
+    grouped: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.DEBUG, logger="cronhub.store")
+    statuses = [RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.SUCCESS]
+    ops = []
+    for i in range(12):
+        req = request(("backup", "report")[i % 2], NOW + timedelta(minutes=i))
+        res = result(req, statuses[i % 4], duration_ms=100 * (i + 1), error=f"e{i}")
+        ops += run_ops(req, res)
+    never = request("report", NOW + timedelta(minutes=30))
+    ops += run_ops(never, result(never, RunStatus.SKIPPED, duration_ms=0, error="stopping"))
+    ops.append(("record_skip", (request("report", NOW + timedelta(hours=1)),), {"reason": "busy"}))
+    alone = Store(f"sqlite:///{tmp_path / 'alone.db'}")
+    alone.open()
+    for name, args, kwargs in ops:
+        getattr(alone, name)(*args, **kwargs)
+
+    assert grouped.apply_batch(ops) == [True, None, True] * 13 + [True]
+
+    assert grouped.job_states() == alone.job_states()
+    assert (
+        grouped.last_fired()
+        == alone.last_fired()
+        == {"backup": NOW + timedelta(minutes=10), "report": NOW + timedelta(hours=1)}
+    )
+    # Every column alike but a skip's completed_at, which is the moment it is written.
+    assert grouped.history(limit=100)[1:] == alone.history(limit=100)[1:]
+    alone.close()
+    state = grouped.job_states()["backup"]
+    assert (state.total_runs, state.total_failures, state.last_error) == (6, 3, "e10")
+    assert state.average_duration_ms == pytest.approx(600)
+    assert not [r for r in caplog.records if "replayed" in r.message]
+
+
+def test_a_batch_tells_a_duplicate_tick_and_a_repeated_finish_apart(grouped: Store):
+    first, rival = request(run_id="first"), request(run_id="rival")
+    done = result(first)
+    outcomes = grouped.apply_batch(
+        [
+            ("insert_run", (first,), {"started_at": NOW}),
+            ("insert_run", (rival,), {"started_at": NOW}),
+            ("finish_run", (done,), {}),
+            ("finish_run", (result(first, RunStatus.FAILED),), {}),
+            ("insert_run", (first,), {"started_at": NOW}),
+        ]
+    )
+    assert outcomes == [True, False, True, False, True]
+    assert [(r.id, r.status) for r in grouped.history()] == [("first", RunStatus.SUCCESS)]
+    assert grouped.job_states()["backup"].total_runs == 1
+
+
+def test_a_batch_for_a_job_never_synced_gives_it_a_row(grouped: Store):
+    req = request("ghost")
+    grouped.apply_batch(run_ops(req, result(req)))
+    assert grouped.job_states()["ghost"].total_runs == 1
+    assert grouped.last_fired() == {"ghost": NOW}
+
+
+def test_a_job_row_deleted_behind_the_store_is_made_again(grouped: Store, db_path: Path):
+    grouped.sync_jobs([spec("backup")])
+    first, second = request(at=NOW), request(at=NOW + timedelta(minutes=1))
+    grouped.apply_batch(run_ops(first, result(first)))
+    sql(db_path, "DELETE FROM scheduled_jobs")
+    grouped.apply_batch(run_ops(second, result(second)))
+    state = grouped.job_states()["backup"]
+    assert (state.total_runs, state.last_run) == (1, second.scheduled_at)
+
+
 @pytest.mark.parametrize(
     ("filters", "index"),
     [
@@ -514,6 +618,41 @@ def test_service_batches_queued_writes_into_few_transactions(db_path: Path):
     reopened.open()
     assert reopened.job_states()["backup"].total_runs == 300
     reopened.close()
+
+
+def test_service_writes_a_result_nobody_waits_for_within_the_linger(db_path: Path):
+    async def main() -> None:
+        service = StoreService(Store(f"sqlite:///{db_path}"), linger_s=0.05)
+        await service.start()
+        req = request()
+        assert await service.submit("insert_run", req, started_at=NOW)
+        service.submit("finish_run", result(req))
+        status = "SELECT status FROM scheduled_job_history"
+        await wait_for(lambda: sql(db_path, status) == [("success",)], what="the result")
+        await service.stop()
+
+    run_async(main)
+
+
+def test_service_writes_waiting_results_with_the_next_run_row(db_path: Path):
+    store = CountingStore(f"sqlite:///{db_path}")
+
+    async def main() -> None:
+        service = StoreService(store, linger_s=60.0)
+        await service.start()
+        first, second = request(at=NOW), request(at=NOW + timedelta(minutes=1))
+        assert await service.submit("insert_run", first, started_at=NOW)
+        service.submit("set_run_pid", first.run_id, 4242, 12.5, NOW)
+        service.submit("finish_run", result(first))
+        assert await service.submit("insert_run", second, started_at=NOW)
+        assert sql(db_path, "SELECT status FROM scheduled_job_history ORDER BY id") == [
+            ("success",),
+            ("running",),
+        ]
+        await service.stop()
+
+    run_async(main)
+    assert store.batches == [1, 3]
 
 
 def test_service_holds_writes_while_the_database_is_locked(
