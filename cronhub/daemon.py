@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from cronhub import __version__
 from cronhub.clock import Clock, SystemClock
 from cronhub.control import ControlServer, PeerCred
-from cronhub.engine import Action, Engine, RecordSkip, StartRun
+from cronhub.engine import Action, Engine, RecordSkip, StartRun, closest_names
 from cronhub.errors import (
     ConfigError,
     CronhubError,
@@ -93,6 +93,9 @@ def run_daemon(config_path: str, *, log_level: str | None = None, socket: str | 
     except DaemonAlreadyRunning as exc:
         log.error("%s", exc)
         return 1
+    except OSError as exc:
+        log.error("cannot create the lock file %s: %s", lock.path, exc.strerror or exc)
+        return 1
     try:
         daemon = Daemon(config_path, registry, socket_path=socket_path, registry_cache=cache)
         return asyncio.run(daemon.run())
@@ -141,7 +144,7 @@ class Daemon:
         self._registry_errors: list[str] = []
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._force_stop = False
+        self._forced = asyncio.Event()
         self._interrupting = False
         self._handles: dict[str, RunHandle] = {}
         self._specs: dict[str, JobSpec] = {}
@@ -169,7 +172,7 @@ class Daemon:
             log.warning("cannot become a child subreaper: escaped job processes may be missed")
         try:
             await self._start()
-        except CronhubError as exc:
+        except (CronhubError, OSError) as exc:
             log.error("cannot start: %s", exc)
             await self._close_shell()
             return 1
@@ -242,9 +245,8 @@ class Daemon:
 
     def request_stop(self, *, force: bool = False) -> None:
         """Begin a graceful shutdown (``force`` skips the wait for running jobs)."""
-        if self._stopping.is_set():
-            force = True
-        self._force_stop = self._force_stop or force
+        if self._stopping.is_set() or force:
+            self._forced.set()
         self._stopping.set()
         self._wakeup.set()
 
@@ -256,9 +258,15 @@ class Daemon:
         active = len(self._launches)
         if active:
             log.info("stopping: waiting up to %.0fs for %d running job(s)", grace, active)
-            deadline = time.monotonic() + (0 if self._force_stop else grace)
-            while self._launches and time.monotonic() < deadline and not self._force_stop:
-                await asyncio.wait(set(self._launches), timeout=deadline - time.monotonic())
+            deadline = time.monotonic() + grace
+            forced = asyncio.ensure_future(self._forced.wait())
+            while self._launches and time.monotonic() < deadline and not self._forced.is_set():
+                await asyncio.wait(
+                    {*self._launches, forced},
+                    timeout=deadline - time.monotonic(),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            forced.cancel()
             if self._launches:
                 log.warning(
                     "stopping: interrupting %d run(s) still in progress", len(self._launches)
@@ -346,6 +354,7 @@ class Daemon:
                     action.reason,
                 )
                 self._store.submit("record_skip", action.request, action.reason)
+                self._resolve_waiters(self._not_started(action.request, action.reason))
 
     async def _launch(self, request: RunRequest, spec: JobSpec) -> None:
         run_id = request.run_id
@@ -378,6 +387,9 @@ class Daemon:
             )
             self.engine.on_not_started(run_id)
             self._wakeup.set()
+            self._resolve_waiters(
+                self._not_started(request, "not started: this run is already in history")
+            )
             return None
         if self._stopping.is_set():
             return self._not_started(request, "not started: the daemon is shutting down")
@@ -447,12 +459,16 @@ class Daemon:
             result.duration_ms,
             f" error={result.error!r}" if result.error else "",
         )
-        for waiter in self._waiters.pop(result.run_id, []):
-            if not waiter.done():
-                waiter.set_result(result)
+        self._resolve_waiters(result)
         self._update_status()
         self._schedule_reap()
         self._wakeup.set()
+
+    def _resolve_waiters(self, result: RunResult) -> None:
+        """Answer the `run --wait` requests waiting for this run."""
+        for waiter in self._waiters.pop(result.run_id, []):
+            if not waiter.done():
+                waiter.set_result(result)
 
     def _schedule_reap(self) -> None:
         """Reap stray zombies (escaped job processes that ended) a moment after runs end."""
@@ -564,6 +580,7 @@ class Daemon:
     async def _watchdog_loop(self, interval: float) -> None:
         while True:
             self._notifier.watchdog()
+            self._update_status()  # keeps "next: JOB in 3m" current
             await asyncio.sleep(interval)
 
     def _spawn_background(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -671,8 +688,8 @@ class Daemon:
         return self._set_enabled(params["job"], False)
 
     def _set_enabled(self, name: str, enabled: bool) -> dict[str, Any]:
-        spec = self._require_job(name)
-        override = None if enabled == spec.enabled else enabled
+        self._require_job(name)
+        override = enabled  # an explicit choice, kept over later edits of jobs.toml
         self.engine.set_override(
             name, override, wall=self._clock.now(), mono=self._clock.monotonic()
         )
@@ -701,8 +718,11 @@ class Daemon:
         record: RunRecord | None = await self._store_read("get_run", name, params.get("run_id"))
         if record is None:
             self._require_job(name)
-            what = f"run {params['run_id']}" if params.get("run_id") else "no run yet"
-            raise ProtocolError("not_found", f'job "{name}": {what} found in history')
+            if params.get("run_id"):
+                message = f'no run {params["run_id"]} of job "{name}" in history'
+            else:
+                message = f'job "{name}" has no run in history yet'
+            raise ProtocolError("not_found", message)
         return {
             "run": run_json(record),
             "output": record.output or "",
@@ -732,9 +752,7 @@ class Daemon:
     def _require_job(self, name: str) -> JobSpec:
         spec = self.registry.jobs.get(name)
         if spec is None:
-            import difflib
-
-            raise JobNotFound(name, difflib.get_close_matches(name, list(self.registry.jobs)))
+            raise JobNotFound(name, closest_names(name, self.registry.jobs))
         return spec
 
     async def _store_read(self, method: str, *args: object) -> Any:
@@ -750,6 +768,7 @@ class Daemon:
             spec,
             state,
             enabled=engine.is_enabled(name),
+            override=engine.override(name),
             paused=not self.registry.settings.enabled,
             next_run=engine.next_run(name),
             running=engine.active(name),

@@ -82,6 +82,8 @@ than this, so a wall-clock step forward is noticed within this time."""
 
 SKIP_SINGLETON = "singleton: a run of this job is still active or queued"
 SKIP_REMOVED = "job removed from the registry before its run started"
+SKIP_DISABLED = "job disabled before its run started"
+SKIP_RETRY_DROPPED = "retry not run: the job is disabled, removed or scheduling is paused"
 SKIP_SHUTDOWN = "daemon shut down before the run started"
 
 
@@ -457,6 +459,12 @@ class Engine:
                 self._schedule(spec, wall, mono)
         else:
             self._unschedule(name)
+            self._drop_queued(
+                lambda run: (
+                    run.request.job_name == name and run.request.trigger is not Trigger.MANUAL
+                ),
+                SKIP_DISABLED,
+            )
 
     def set_paused(
         self, paused: bool, *, wall: datetime | None = None, mono: float | None = None
@@ -517,6 +525,13 @@ class Engine:
             failed = heapq.heappop(self._retries).request
             spec = self._specs.get(failed.job_name)
             if spec is None or self._paused or not self._enabled(spec):
+                if spec is not None:  # record why the retry never ran
+                    request = self._request(
+                        failed.job_name, Trigger.RETRY, failed.attempt + 1, failed.scheduled_at
+                    )
+                    actions.append(
+                        RecordSkip(request=request, spec=spec, reason=SKIP_RETRY_DROPPED)
+                    )
                 continue
             request = self._request(
                 failed.job_name, Trigger.RETRY, failed.attempt + 1, failed.scheduled_at
@@ -715,7 +730,7 @@ class Engine:
     def _lookup(self, name: str) -> JobSpec:
         spec = self._specs.get(name)
         if spec is None:
-            raise JobNotFound(name, difflib.get_close_matches(name, self._specs, n=3))
+            raise JobNotFound(name, closest_names(name, self._specs))
         return spec
 
     def _enabled(self, spec: JobSpec) -> bool:
@@ -741,3 +756,13 @@ def _offset(wall: datetime, mono: float) -> float:
 def _check_aware(wall: datetime) -> None:
     if wall.tzinfo is None or wall.utcoffset() is None:
         raise ValueError(f"expected an aware datetime, got naive {wall!r}")
+
+
+def closest_names(name: str, names: Iterable[str], n: int = 3) -> list[str]:
+    """The names most like ``name``: close matches, else the best few by similarity."""
+    pool = list(names)
+    close = difflib.get_close_matches(name, pool, n=n)
+    if close:
+        return close
+    scored = sorted(pool, key=lambda c: -difflib.SequenceMatcher(None, name, c).ratio())
+    return scored[:n]

@@ -513,7 +513,8 @@ def registry_errors_panel(errors: Sequence[str]) -> Panel | None:
 
 def paused_line() -> Text:
     return Text(
-        "Scheduling is paused (CRONHUB_ENABLED=false): no timed runs; manual runs still work.",
+        "Scheduling is paused (CRONHUB_ENABLED=false or [scheduler] enabled = false): "
+        "no timed runs; manual runs still work.",
         style="yellow",
     )
 

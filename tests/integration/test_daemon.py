@@ -324,3 +324,63 @@ def test_sighup_reloads_and_broken_edit_keeps_last_good_registry() -> None:
         )
         assert any("scedule" in e for e in status["daemon"]["registry_errors"])
         assert {j["name"] for j in status["jobs"]} == {"a", "b"}
+
+
+def test_second_sigterm_interrupts_running_jobs_without_waiting_for_the_grace() -> None:
+    jobs = """
+    [jobs.slow]
+    schedule = "@reboot"
+    command = "touch started; sleep 30"
+    timeout = "1m"
+    """
+    with daemon_process(jobs, scheduler='shutdown_grace = "60s"') as daemon:
+        wait_until((daemon.folder / "started").exists, 10)
+        daemon.signal(signal.SIGTERM)
+        wait_until(lambda: "shutting down" in daemon.log_text(), 5)
+        daemon.signal(signal.SIGTERM)
+        assert daemon.stop(timeout=15) == 0
+        rows = daemon.rows("SELECT status FROM scheduled_job_history WHERE job_name='slow'")
+        assert rows == [("interrupted",)]
+
+
+def test_run_wait_returns_when_its_queued_run_is_dropped() -> None:
+    jobs = """
+    [jobs.hog]
+    schedule = "@reboot"
+    command = "touch hog; sleep 30"
+    timeout = "1m"
+
+    [jobs.queued]
+    schedule = "every 1h"
+    command = "true"
+    timeout = "5s"
+    """
+    scheduler = 'max_concurrent = 1\nshutdown_grace = "1s"'
+    with daemon_process(jobs, scheduler=scheduler) as daemon:
+        wait_until((daemon.folder / "hog").exists, 10)
+        waiting = subprocess.Popen(
+            [CRONHUB, "run", "queued", "--wait", "--config", str(daemon.config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=daemon.env,
+        )
+        wait_until(lambda: "manual run requested job=queued" in daemon.log_text(), 10)
+        daemon.write_registry('[jobs.hog]\nschedule = "@reboot"\ncommand = "sleep 30"\n')
+        _out, err = waiting.communicate(timeout=20)
+        assert waiting.returncode == 1, err
+        assert "skipped" in _out + err
+
+
+def test_enable_and_disable_are_kept_over_restarts_and_edits() -> None:
+    jobs = '[jobs.a]\nschedule = "every 1h"\ncommand = "true"\ntimeout = "5s"\n'
+    with daemon_process(jobs) as daemon:
+        assert daemon.call("disable", job="a") == {"job": "a", "enabled": False, "override": False}
+        daemon.stop()
+        daemon.start()
+        job = daemon.call("status", job="a")["jobs"][0]
+        assert (job["enabled"], job["override"]) == (False, False)
+        assert daemon.call("enable", job="a")["override"] is True
+        daemon.write_registry(jobs.replace('timeout = "5s"', 'timeout = "5s"\nenabled = false'))
+        wait_until(lambda: daemon.call("status", job="a")["jobs"][0]["enabled_config"] is False, 10)
+        assert daemon.call("status", job="a")["jobs"][0]["enabled"] is True

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import cronhub.engine as engine_module
-from cronhub.engine import Action, Engine, RecordSkip, RunState, StartRun
+from cronhub.engine import SKIP_DISABLED, Action, Engine, RecordSkip, RunState, StartRun
 from cronhub.errors import JobBusy, JobNotFound
 from cronhub.model import (
     CronSchedule,
@@ -490,13 +490,26 @@ def test_override_none_follows_the_registry_again() -> None:
     assert h.engine.next_run("off") is None
 
 
-def test_disabling_does_not_stop_a_run_in_progress_or_queued() -> None:
+def test_disabling_keeps_the_run_in_progress_and_skips_queued_scheduled_runs() -> None:
     h = Harness(job("a", every(60)), job("b", every(60)), settings={"max_concurrent": 1})
     h.clock.advance(60)
     h.tick()  # a runs, b queued
     h.engine.set_override("a", False)
     h.engine.set_override("b", False)
     assert h.engine.active("a") == 1
+    h.finish_job("a")
+    actions = h.tick()
+    assert starts(actions) == []
+    assert [(a.request.job_name, a.reason) for a in actions] == [("b", SKIP_DISABLED)]
+
+
+def test_disabling_keeps_a_queued_manual_run() -> None:
+    h = Harness(job("a", every(60)), job("b", every(600)), settings={"max_concurrent": 1})
+    h.clock.advance(60)
+    h.tick()  # a runs
+    h.engine.request_run("b", h.clock.now(), h.clock.monotonic())
+    h.tick()  # b queued behind a
+    h.engine.set_override("b", False)
     h.finish_job("a")
     assert [r.job_name for r in starts(h.tick())] == ["b"]
 
