@@ -513,7 +513,9 @@ class Daemon:
                 self.registry = registry
                 self._registry_errors = []
                 self._registry_loaded_at = self._clock.now()
-                self._store.submit("sync_jobs", list(registry.jobs.values()))
+                touched = (*diff.added, *diff.changed)
+                if touched:
+                    self._store.submit("sync_jobs", [registry.jobs[n] for n in touched])
                 for warning in registry.warnings:
                     log.warning("%s", warning)
                 log.info(
@@ -645,7 +647,7 @@ class Daemon:
         name = params.get("job")
         if name is not None:
             self._require_job(name)
-        states = await self._store_read("job_states")
+        states = await self._store_read("job_states", name)
         names = [name] if name is not None else list(self.registry.jobs)
         jobs = [self._job_status(n, states.get(n)) for n in names]
         result: dict[str, Any] = {"daemon": self._daemon_info(), "jobs": jobs}

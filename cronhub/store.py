@@ -1197,10 +1197,13 @@ class Store:
 
     # -- reads ------------------------------------------------------------
 
-    def job_states(self) -> dict[str, JobState]:
-        """The aggregates and override of every job ever synced or run."""
+    def job_states(self, name: str | None = None) -> dict[str, JobState]:
+        """The aggregates and override of every job ever synced or run (or of one)."""
+        query = select(_JOBS)
+        if name is not None:
+            query = query.where(_JOBS.c.name == name)
         with self._transaction(write=False) as conn:
-            rows = conn.execute(select(_JOBS)).all()
+            rows = conn.execute(query).all()
         return {row.name: _job_state(row) for row in rows}
 
     def history(

@@ -773,3 +773,19 @@ def test_service_start_reports_a_database_it_cannot_open(db_path: Path):
             await service.start()
 
     run_async(main)
+
+
+def test_job_states_of_one_job(tmp_path) -> None:
+    from cronhub.model import IntervalSchedule, JobSpec
+
+    store = Store(f"sqlite:///{tmp_path / 'one.db'}")
+    store.open()
+    specs = [
+        JobSpec(name=n, schedule=IntervalSchedule(every_ms=60_000, text="every 60s"))
+        for n in ("a", "b")
+    ]
+    store.sync_jobs(specs)
+    assert set(store.job_states()) == {"a", "b"}
+    assert set(store.job_states("b")) == {"b"}
+    assert store.job_states("nope") == {}
+    store.close()
