@@ -366,7 +366,7 @@ def test_run_wait_returns_when_its_queued_run_is_dropped() -> None:
             env=daemon.env,
         )
         wait_until(lambda: "manual run requested job=queued" in daemon.log_text(), 10)
-        daemon.write_registry('[jobs.hog]\nschedule = "@reboot"\ncommand = "sleep 30"\n')
+        daemon.write_registry('[jobs.hog]\nschedule = "@reboot"\ncommand = "sleep 30"\n', scheduler)
         _out, err = waiting.communicate(timeout=20)
         assert waiting.returncode == 1, err
         assert "skipped" in _out + err
