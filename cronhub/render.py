@@ -174,8 +174,9 @@ def _signal_name(number: int) -> str:
 
 
 def short_id(run_id: str | None) -> str:
-    """The first 8 characters of a run id (enough to tell runs apart on screen)."""
-    return (run_id or _DASH)[:8]
+    """The last 8 characters of a run id: its random tail, which tells runs apart
+    on screen (the head of a time-ordered UUIDv7 is the same for a whole minute)."""
+    return (run_id or _DASH)[-8:]
 
 
 def absolute_time(dt: datetime) -> str:

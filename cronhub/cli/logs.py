@@ -21,7 +21,8 @@ from cronhub.cli.common import (
 )
 
 FULL_ID_LENGTH = 32
-"""A run id shorter than this is taken as a prefix (as ``history`` shows 8 characters)."""
+"""A run id shorter than this is taken as its first or last characters (``history``
+shows the last 8)."""
 _PREFIX_SEARCH_LIMIT = 1000
 
 
@@ -32,7 +33,7 @@ def logs(
         typer.Option(
             "--run",
             "-r",
-            help="The run id, or its first characters as `history` shows them"
+            help="The run id, or its last characters as `history` shows them"
             " [default: the last run].",
             show_default=False,
         ),
@@ -59,7 +60,11 @@ def logs(
 
 def _expand_prefix(daemon: Daemon, job: str, prefix: str) -> str:
     runs = daemon.call("history", job=job, limit=_PREFIX_SEARCH_LIMIT).get("runs", [])
-    matches = [run["id"] for run in runs if str(run.get("id", "")).startswith(prefix)]
+    matches = [
+        run["id"]
+        for run in runs
+        if str(run.get("id", "")).endswith(prefix) or str(run.get("id", "")).startswith(prefix)
+    ]
     if len(matches) == 1:
         return matches[0]
     if not matches:

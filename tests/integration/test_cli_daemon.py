@@ -397,3 +397,10 @@ def test_stop_waits_until_the_daemon_is_gone(cli: Any) -> None:
     assert result.exit_code == 0, result.output
     assert "stopped" in result.stdout
     assert cli("ping").exit_code == 3
+
+
+def test_logs_accepts_the_short_id_history_shows(cli: Any, daemon: DaemonThread) -> None:
+    daemon.fake.op_history = lambda **_: {"runs": [a_run()]}  # type: ignore[method-assign]
+    result = cli("logs", "backup", "--run", RUN_ID[-8:])
+    assert result.exit_code == 0, result.output
+    assert daemon.fake.requests[-1].params["run_id"] == RUN_ID

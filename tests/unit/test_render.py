@@ -218,10 +218,15 @@ class TestStatus:
 class TestHistory:
     def test_history_row_has_short_id_trigger_status_duration_and_exit(self) -> None:
         text = text_of(render.history_table([run()], NOW))
-        assert "01234567" in text
+        assert "89abcdef" in text  # the random tail of the id
         assert "0123456789abcdef0123" not in text
         for expected in ("schedule", "failed", "1h ago", "1m01s", "2", "exit status 2"):
             assert expected in text
+
+    def test_short_ids_of_time_ordered_ids_differ(self) -> None:
+        first = "01a22271-762e-7164-8117-94575d54fa5a"
+        second = "01a22271-7a10-7cde-87b0-8fcd4a16e1b7"
+        assert render.short_id(first) != render.short_id(second)
 
     def test_a_killed_run_shows_its_signal(self) -> None:
         assert render.exit_text(run(exit_code=None, signal=9)) == "SIGKILL"
