@@ -64,6 +64,8 @@ RETENTION_EVERY_S = 86_400.0
 REAP_DELAY_S = 5.0
 EXTEND_STOP_MARGIN_S = 15.0
 """Asked of systemd beyond ``shutdown_grace`` for ending job trees and flushing history."""
+STORE_MAX_BATCH = 1_000
+"""Writes per transaction: a burst of 1,000 due runs commits its rows at once."""
 INSERT_WAIT_S = 2.0
 """How long a start waits for its ``running`` row to commit before spawning anyway."""
 
@@ -133,7 +135,9 @@ class Daemon:
         # Unset NOTIFY_SOCKET & co. so that jobs do not inherit them.
         self._notifier = notifier or Notifier.from_environ(unset_environment=True)
         self._runner = runner or Runner(base_dir=str(Path(self.config_path).parent))
-        self._store = store or StoreService(Store(registry.settings.database))
+        self._store = store or StoreService(
+            Store(registry.settings.database), max_batch=STORE_MAX_BATCH
+        )
         self._control = ControlServer(
             socket_path, self._handle_request, control_group=registry.settings.control_group
         )
@@ -343,7 +347,11 @@ class Daemon:
     def _execute(self, actions: Iterable[Action]) -> None:
         for action in actions:
             if isinstance(action, StartRun):
-                task = asyncio.create_task(self._launch(action.request, action.spec))
+                # Queue every row of a burst before any task runs: one transaction.
+                inserted = self._store.submit(
+                    "insert_run", action.request, started_at=self._clock.now()
+                )
+                task = asyncio.create_task(self._launch(action.request, action.spec, inserted))
                 self._launches.add(task)
                 task.add_done_callback(self._launches.discard)
             elif isinstance(action, RecordSkip):
@@ -356,12 +364,14 @@ class Daemon:
                 self._store.submit("record_skip", action.request, action.reason)
                 self._resolve_waiters(self._not_started(action.request, action.reason))
 
-    async def _launch(self, request: RunRequest, spec: JobSpec) -> None:
+    async def _launch(
+        self, request: RunRequest, spec: JobSpec, inserted: asyncio.Future[Any]
+    ) -> None:
         run_id = request.run_id
         self._specs[run_id] = spec
         self._requests[run_id] = request
         try:
-            result = await self._supervise(request, spec)
+            result = await self._supervise(request, spec, inserted)
         except Exception as exc:
             log.exception("run %s of %s could not be supervised", run_id, request.job_name)
             result = replace(
@@ -375,10 +385,12 @@ class Daemon:
         if result is not None:
             self._finish(request, result)
 
-    async def _supervise(self, request: RunRequest, spec: JobSpec) -> RunResult | None:
+    async def _supervise(
+        self, request: RunRequest, spec: JobSpec, inserted: asyncio.Future[Any]
+    ) -> RunResult | None:
         """Record, spawn and watch one run; None if history already holds its key."""
         run_id = request.run_id
-        if not await self._insert_running_row(request):
+        if not await self._row_committed(request, inserted):
             log.warning(
                 "run of %s scheduled at %s attempt %d is already in history; not starting it",
                 request.job_name,
@@ -424,19 +436,18 @@ class Daemon:
             error=reason,
         )
 
-    async def _insert_running_row(self, request: RunRequest) -> bool:
-        """Commit the run's row as ``running`` before spawning it.
+    async def _row_committed(self, request: RunRequest, inserted: asyncio.Future[Any]) -> bool:
+        """Wait for the run's ``running`` row to commit before spawning it.
 
         If the database does not answer in time the row stays queued (it will
         be written once the database recovers) and the run starts anyway: a
         database error never stops scheduling.  Returns False when history
         already holds this run's key (job, scheduled time, attempt).
         """
-        future = self._store.submit("insert_run", request, started_at=self._clock.now())
         if not self._store.available:
             return True  # in an outage: do not hold the start for a write that is held
         try:
-            return bool(await asyncio.wait_for(asyncio.shield(future), INSERT_WAIT_S))
+            return bool(await asyncio.wait_for(asyncio.shield(inserted), INSERT_WAIT_S))
         except TimeoutError:
             log.warning(
                 "history database is slow or unavailable: starting run %s of %s before its "
