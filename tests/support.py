@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
+
 from cronhub.control import ControlClient
 from cronhub.errors import ControlError
 
@@ -38,6 +40,24 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+def read_pids(path: Path) -> list[int]:
+    """The pids a job wrote to ``path``, one per line or word."""
+    return [int(pid) for pid in path.read_text().split()]
+
+
+def gone(pid: int) -> bool:
+    """Neither running nor a zombie: killed and reaped."""
+    return not psutil.pid_exists(pid)
+
+
+def not_running(pid: int) -> bool:
+    """Dead: gone, or a zombie waiting to be reaped."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def short_tmpdir() -> Path:

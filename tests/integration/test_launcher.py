@@ -34,6 +34,7 @@ from cronhub.runner import (
     kill_stale,
     set_child_subreaper,
 )
+from tests.support import gone, not_running, read_pids, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -208,29 +209,6 @@ def run(job: JobSpec, *, launcher: bool = True, **options: Any) -> RunResult:
         return await (await runner.start(job, request())).wait()
 
     return with_runner(body, launcher=launcher, **options)
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(0.01)
-
-
-def read_pids(path: Path) -> list[int]:
-    return [int(pid) for pid in path.read_text().split()]
-
-
-def gone(pid: int) -> bool:
-    return not psutil.pid_exists(pid)
-
-
-def not_running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def launcher_pids() -> list[int]:
@@ -498,7 +476,9 @@ def test_a_killed_launcher_is_replaced_and_its_runs_start_fresh_meanwhile(
         results = [await (await runner.start(job, request())).wait()]
         [first] = launcher_pids()
         os.kill(first, signal.SIGKILL)
-        await asyncio.to_thread(wait_until, lambda: not_running(first), 10, "launcher killed")
+        await asyncio.to_thread(
+            wait_until, lambda: not_running(first), 10, what="launcher killed"
+        )
         results.append(await (await runner.start(job, request())).wait())
         deadline = time.monotonic() + 15
         while not by_launcher(logs)[-1]:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from cronhub.runner import (
     kill_stale,
     set_child_subreaper,
 )
+from tests.support import gone, not_running, read_pids, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -84,31 +85,6 @@ def run(
             runner.close()
 
     return asyncio.run(asyncio.wait_for(go(), limit_s))
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str = "") -> None:
-    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(0.01)
-
-
-def read_pids(path: Path) -> list[int]:
-    return [int(pid) for pid in path.read_text().split()]
-
-
-def gone(pid: int) -> bool:
-    """Neither running nor a zombie: killed and reaped."""
-    return not psutil.pid_exists(pid)
-
-
-def not_running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 # --- outcomes ------------------------------------------------------------------------
