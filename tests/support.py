@@ -165,18 +165,14 @@ def registry_text(socket: str, database: Path, jobs: str, scheduler: str = "") -
     return head + textwrap.dedent(jobs).strip() + "\n"
 
 
-@contextmanager
-def daemon_process(
-    jobs: str, scheduler: str = "", *, start: bool = True, env: dict[str, str] | None = None
-) -> Iterator[DaemonProcess]:
-    """A daemon on the given ``[jobs.*]`` text, stopped (and its folder removed) afterwards."""
-    folder = short_tmpdir()
-    shutil.copytree(FIXTURES / "jobs", folder / "jobfixtures", dirs_exist_ok=True)
+def daemon_in(folder: Path, env: dict[str, str] | None = None) -> DaemonProcess:
+    """A daemon (not started) for a registry in ``folder``, with a clean environment:
+    none of systemd's variables from the test's own environment, plus ``env``."""
     environ = dict(os.environ)
-    environ.pop("NOTIFY_SOCKET", None)
-    environ.pop("JOURNAL_STREAM", None)
+    for name in ("NOTIFY_SOCKET", "JOURNAL_STREAM", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        environ.pop(name, None)
     environ.update(env or {})
-    daemon = DaemonProcess(
+    return DaemonProcess(
         folder=folder,
         config=folder / "jobs.toml",
         socket=str(folder / "d.sock"),
@@ -184,6 +180,16 @@ def daemon_process(
         log_path=folder / "daemon.log",
         env=environ,
     )
+
+
+@contextmanager
+def daemon_process(
+    jobs: str, scheduler: str = "", *, start: bool = True, env: dict[str, str] | None = None
+) -> Iterator[DaemonProcess]:
+    """A daemon on the given ``[jobs.*]`` text, stopped (and its folder removed) afterwards."""
+    folder = short_tmpdir()
+    shutil.copytree(FIXTURES / "jobs", folder / "jobfixtures", dirs_exist_ok=True)
+    daemon = daemon_in(folder, env)
     daemon.write_registry(jobs, scheduler)
     try:
         if start:

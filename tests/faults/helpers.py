@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support import DaemonProcess, registry_text, short_tmpdir
+from tests.support import DaemonProcess, daemon_in, registry_text, short_tmpdir
 
 FAULT_JOBS = Path(__file__).parent / "jobs"
 TAG_VAR = "CRONHUB_FAULT_TAG"
@@ -86,19 +86,8 @@ def fault_daemon(
         ignore=shutil.ignore_patterns("__pycache__"),
         dirs_exist_ok=True,
     )
-    environ = dict(os.environ)
-    for name in ("NOTIFY_SOCKET", "JOURNAL_STREAM", "WATCHDOG_USEC", "WATCHDOG_PID"):
-        environ.pop(name, None)
-    environ[TAG_VAR] = uuid.uuid4().hex
-    environ.update(env or {})
-    daemon = DaemonProcess(
-        folder=folder,
-        config=folder / "jobs.toml",
-        socket=str(folder / "d.sock"),
-        database=folder / "history.db",
-        log_path=folder / "daemon.log",
-        env=environ,
-    )
+    tag = uuid.uuid4().hex
+    daemon = daemon_in(folder, {TAG_VAR: tag, **(env or {})})
     write_jobs(daemon, jobs, scheduler)
     try:
         if start:
@@ -109,7 +98,7 @@ def fault_daemon(
             if daemon.proc is not None and daemon.proc.poll() is None:
                 daemon.stop()
         finally:
-            kill_job_processes(environ[TAG_VAR])
+            kill_job_processes(tag)
             shutil.rmtree(folder, ignore_errors=True)
 
 
