@@ -79,9 +79,7 @@ class DaemonNotRunning(ControlError):
     def __init__(self, socket_path: str, reason: str | None = None) -> None:
         self.socket_path = socket_path
         self.reason = reason
-        super().__init__(
-            f'no daemon is listening on {socket_path} — start it with "cronhub start"'
-        )
+        super().__init__(f'no daemon is listening on {socket_path} — start it with "cronhub start"')
 
 
 class ProtocolError(ControlError):

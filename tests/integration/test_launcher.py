@@ -476,9 +476,7 @@ def test_a_killed_launcher_is_replaced_and_its_runs_start_fresh_meanwhile(
         results = [await (await runner.start(job, request())).wait()]
         [first] = launcher_pids()
         os.kill(first, signal.SIGKILL)
-        await asyncio.to_thread(
-            wait_until, lambda: not_running(first), 10, what="launcher killed"
-        )
+        await asyncio.to_thread(wait_until, lambda: not_running(first), 10, what="launcher killed")
         results.append(await (await runner.start(job, request())).wait())
         deadline = time.monotonic() + 15
         while not by_launcher(logs)[-1]:
