@@ -524,6 +524,16 @@ class Daemon:
                 self.registry = registry
                 self._registry_errors = []
                 self._registry_loaded_at = self._clock.now()
+                for name in diff.added:
+                    override = self.engine.override(name)
+                    if override is not None:
+                        log.info(
+                            "job %s is back with its earlier runtime override: %s "
+                            "(cronhub %s to change it)",
+                            name,
+                            "enabled" if override else "disabled",
+                            "disable" if override else "enable",
+                        )
                 touched = (*diff.added, *diff.changed)
                 if touched:
                     self._store.submit("sync_jobs", [registry.jobs[n] for n in touched])
