@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from cronhub import __version__
 from cronhub.clock import Clock, SystemClock
 from cronhub.control import ControlServer, PeerCred
-from cronhub.engine import Action, Engine, RecordSkip, StartRun, closest_names
+from cronhub.engine import Action, Engine, RecordSkip, StartRun
 from cronhub.errors import (
     ConfigError,
     CronhubError,
@@ -775,7 +775,7 @@ class Daemon:
     def _require_job(self, name: str) -> JobSpec:
         spec = self.registry.jobs.get(name)
         if spec is None:
-            raise JobNotFound(name, closest_names(name, self.registry.jobs))
+            raise JobNotFound.among(name, self.registry.jobs)
         return spec
 
     async def _store_read(self, method: str, *args: object) -> Any:

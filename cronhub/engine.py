@@ -39,7 +39,6 @@ Rules, in one place:
 
 from __future__ import annotations
 
-import difflib
 import heapq
 import itertools
 import math
@@ -730,7 +729,7 @@ class Engine:
     def _lookup(self, name: str) -> JobSpec:
         spec = self._specs.get(name)
         if spec is None:
-            raise JobNotFound(name, closest_names(name, self._specs))
+            raise JobNotFound.among(name, self._specs)
         return spec
 
     def _enabled(self, spec: JobSpec) -> bool:
@@ -756,13 +755,3 @@ def _offset(wall: datetime, mono: float) -> float:
 def _check_aware(wall: datetime) -> None:
     if wall.tzinfo is None or wall.utcoffset() is None:
         raise ValueError(f"expected an aware datetime, got naive {wall!r}")
-
-
-def closest_names(name: str, names: Iterable[str], n: int = 3) -> list[str]:
-    """The names most like ``name``: close matches, else the best few by similarity."""
-    pool = list(names)
-    close = difflib.get_close_matches(name, pool, n=n)
-    if close:
-        return close
-    scored = sorted(pool, key=lambda c: -difflib.SequenceMatcher(None, name, c).ratio())
-    return scored[:n]

@@ -97,6 +97,21 @@ class ProtocolError(ControlError):
 class JobNotFound(CronhubError, LookupError):
     """No job of that name exists; ``candidates`` holds the closest names."""
 
+    @classmethod
+    def among(cls, name: str, names: Iterable[str], n: int = 3) -> JobNotFound:
+        """The error for ``name``, suggesting the ``n`` names most like it."""
+        import difflib
+
+        pool = list(names)
+        close = difflib.get_close_matches(name, pool, n=n)
+        if not close:
+
+            def likeness(candidate: str) -> float:
+                return difflib.SequenceMatcher(None, name, candidate).ratio()
+
+            close = sorted(pool, key=likeness, reverse=True)[:n]
+        return cls(name, close)
+
     def __init__(self, name: str, candidates: Sequence[str] = ()) -> None:
         self.name = name
         self.candidates = tuple(candidates)

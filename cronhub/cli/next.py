@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from datetime import datetime
@@ -143,7 +142,7 @@ def _job_schedule(name: str, config: Path) -> tuple[Schedule, Text]:
     registry = load_registry(config)
     spec = registry.jobs.get(name)
     if spec is None:
-        raise JobNotFound(name, difflib.get_close_matches(name, list(registry.jobs), n=3))
+        raise JobNotFound.among(name, registry.jobs)
     if not spec.enabled:
         print(
             f'note: job "{name}" is disabled in {config}; these are the times it would fire',

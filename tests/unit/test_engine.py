@@ -786,3 +786,13 @@ def test_repeated_reloads_keep_timer_memory_bounded() -> None:
         h.reload(*(job(f"k{i}", cron("0 * * * *")) for i in range(10)))
     heaps = len(h.engine._interval_heap) + len(h.engine._cron_heap)
     assert heaps <= 2 * 2 * 10 + 2 * 64
+
+
+def test_unknown_job_always_gets_the_closest_names() -> None:
+    h = Harness(job("backup-db"), job("cleanup"), job("report"))
+    with pytest.raises(JobNotFound) as close:
+        h.engine.request_run("backup", h.clock.now(), h.clock.monotonic())
+    assert close.value.candidates[0] == "backup-db"
+    with pytest.raises(JobNotFound) as far:
+        h.engine.request_run("zz", h.clock.now(), h.clock.monotonic())
+    assert len(far.value.candidates) == 3
