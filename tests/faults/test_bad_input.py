@@ -567,7 +567,10 @@ def test_10000_socket_messages_all_answered_and_the_canary_keeps_time(canary_dae
     assert not counts.unanswered, counts.unanswered[:5]
     assert counts.replies + counts.clean_closes >= counts.sent
     assert counts.codes["bad_json"] > 1000 and counts.codes["bad_request"] > 1000
-    assert counts.codes["too_large"] >= 5
+    # A 10 MB line gets `too_large` and a close; the client may still be writing when
+    # the daemon closes, and then sees the close first (a clean close, which the
+    # issue allows). At least one reply must prove the refusal path.
+    assert counts.codes["too_large"] >= 1
     assert not gaps or max(gaps) < 2.5, f"canary gap of {max(gaps)} s"
     assert max(lags, default=0) < 1000, f"canary started {max(lags)} ms late"
     assert peak - baseline < 100 * 1024, f"RSS {baseline} -> peak {peak} KiB"
