@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from datetime import datetime
 
 import pytest
@@ -37,13 +36,11 @@ def job_names(daemon) -> set[str]:
 def test_in_place_edit_adds_a_job_and_keeps_unchanged_timers() -> None:
     with daemon_process(BASE) as daemon:
         before = next_run(daemon, "steady")
-        edited_at = time.monotonic()
         with daemon.config.open("a") as f:
             f.write('\n[jobs.added]\nschedule = "every 1h"\ncommand = "true"\ntimeout = "5s"\n')
         wait_until(lambda: "added" in job_names(daemon), 10, what="the added job")
-        # A rescheduled timer would have moved by the time the edit took to apply.
-        assert time.monotonic() - edited_at > 0.05
-        assert abs((next_run(daemon, "steady") - before).total_seconds()) < 0.01
+        # A rescheduled timer would have moved by at least the watcher's 30 ms debounce.
+        assert abs((next_run(daemon, "steady") - before).total_seconds()) < 0.02
 
 
 def test_edit_by_rename_is_seen() -> None:
