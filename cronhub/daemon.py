@@ -48,7 +48,8 @@ from cronhub.model import (
 )
 from cronhub.pidlock import PidLock
 from cronhub.protocol import PROTOCOL_VERSION, Request
-from cronhub.registry import RegistryCache, job_config, load_registry
+from cronhub.registry import RegistryCache, job_config
+from cronhub.registry_file import load_registry
 from cronhub.runner import RunHandle, Runner, kill_stale, set_child_subreaper
 from cronhub.schedule import describe
 from cronhub.sdnotify import Notifier

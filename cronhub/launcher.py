@@ -390,7 +390,11 @@ def _reply(news: bytes, cwd: str) -> dict[str, Any]:
 
 
 def _start_ticks(pid: int) -> int | None:
-    """Field 22 of ``/proc/PID/stat``: the process's start, in clock ticks since boot."""
+    """Field 22 of ``/proc/PID/stat``: the process's start, in clock ticks since boot.
+
+    ``runner._read_proc`` parses the same file; this copy exists because the launcher
+    runs by path and imports nothing from cronhub (its start-up cost is every run's).
+    """
     try:
         fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:

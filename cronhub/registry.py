@@ -2,8 +2,8 @@
 
 :func:`parse_registry` is pure: it never opens a file, and it reports *every*
 problem at once in one :class:`~cronhub.errors.ConfigError`, each issue located
-as ``FILE:LINE``.  :func:`load_registry` is the I/O wrapper that reads the file
-and checks that callables' modules exist without importing them.
+as ``FILE:LINE``.  :func:`cronhub.registry_file.load_registry` is the I/O wrapper that reads
+the file and checks that callables' modules exist without importing them.
 
 Rules beyond the format described in the README:
 
@@ -27,16 +27,12 @@ import bisect
 import dataclasses
 import datetime as dt
 import difflib
-import importlib
 import keyword
 import os
 import re
-import sys
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib.machinery import BuiltinImporter, FrozenImporter, ModuleSpec, PathFinder
-from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -59,10 +55,10 @@ from cronhub.schedule import parse_schedule
 __all__ = [
     "RegistryCache",
     "RegistryDiff",
+    "decode_registry",
     "default_registry_path",
     "diff_registries",
     "job_config",
-    "load_registry",
     "parse_registry",
 ]
 
@@ -154,7 +150,7 @@ class RegistryCache:
     """What one parse of a registry learnt, for the next parse of it to reuse.
 
     Pass the same cache to successive :func:`parse_registry` (or
-    :func:`load_registry`) calls of one file, as the daemon's reloads do.
+    :func:`~cronhub.registry_file.load_registry`) calls of one file, as the daemon's reloads do.
     A section (a ``[jobs.NAME]`` table from its header to the next) whose
     text is unchanged is not parsed again, and its job keeps its
     :class:`JobSpec` without being validated again while ``[defaults]``,
@@ -215,58 +211,6 @@ def parse_registry(
         return parser.parse()
     finally:
         parser.remember(cache, document.sections)
-
-
-def load_registry(
-    path: str | os.PathLike[str],
-    *,
-    environ: Mapping[str, str] | None = None,
-    cache: RegistryCache | None = None,
-) -> Registry:
-    """Read and validate the registry file at ``path``.
-
-    ``environ`` defaults to :data:`os.environ`; ``cache`` is passed on to
-    :func:`parse_registry`.  A callable's module is looked up
-    in the registry's folder and then on :data:`sys.path`, without being
-    imported.  Raises :class:`ConfigError` (naming the path when the file
-    cannot be read).
-    """
-    name = os.fspath(path)
-    try:
-        raw = Path(name).read_bytes()
-    except FileNotFoundError as exc:
-        message = "no such file: create it, or name another with --config or CRONHUB_CONFIG"
-        raise ConfigError([ConfigIssue(message, path=name)]) from exc
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ConfigError([ConfigIssue(f"cannot read the registry: {reason}", path=name)]) from exc
-    importlib.invalidate_caches()
-    return parse_registry(
-        _decode(raw, name),
-        name,
-        environ=os.environ if environ is None else environ,
-        module_exists=module_exists,
-        cache=cache,
-    )
-
-
-def module_exists(module: str, base_dir: str) -> bool:
-    """Whether ``module`` can be imported from ``base_dir`` or :data:`sys.path`.
-
-    Each level of a dotted name is resolved with :class:`PathFinder` against the
-    parent's ``submodule_search_locations``, so no code runs, not even a parent
-    package's ``__init__``.  Built-in and frozen top-level modules count too.
-    """
-    parts = module.split(".")
-    spec = BuiltinImporter.find_spec(parts[0]) or FrozenImporter.find_spec(parts[0])
-    if spec is None:
-        spec = PathFinder.find_spec(parts[0], [base_dir, *sys.path])
-    for depth in range(1, len(parts)):
-        locations = _search_locations(spec)
-        if not locations:
-            return False
-        spec = PathFinder.find_spec(".".join(parts[: depth + 1]), locations)
-    return spec is not None
 
 
 def diff_registries(old: Registry, new: Registry) -> RegistryDiff:
@@ -1024,13 +968,7 @@ def _jsonable(value: object) -> object:
     return value
 
 
-def _search_locations(spec: ModuleSpec | None) -> list[str]:
-    if spec is None or spec.submodule_search_locations is None:
-        return []
-    return list(spec.submodule_search_locations)
-
-
-def _decode(raw: bytes, path: str) -> str:
+def decode_registry(raw: bytes, path: str) -> str:
     """UTF-8 text of the registry (a leading byte-order mark is dropped)."""
     try:
         text = raw.decode("utf-8")

@@ -136,7 +136,7 @@ def _expr_zone(tz: str | None, config: Path) -> str:
 
 def _job_schedule(name: str, config: Path) -> tuple[Schedule, Text]:
     from cronhub.errors import JobNotFound
-    from cronhub.registry import load_registry
+    from cronhub.registry_file import load_registry
     from cronhub.schedule import describe
 
     registry = load_registry(config)

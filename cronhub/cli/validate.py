@@ -47,7 +47,7 @@ def validate(
     --all; --json lists them all).
     """
     from cronhub.errors import ConfigError
-    from cronhub.registry import load_registry
+    from cronhub.registry_file import load_registry
 
     try:
         registry = load_registry(config)

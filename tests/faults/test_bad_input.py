@@ -30,6 +30,7 @@ from typer.testing import CliRunner
 
 from cronhub.cli import app
 from cronhub.errors import ConfigError, ProtocolError
+from cronhub.protocol import ErrorCode
 from cronhub.registry import parse_registry
 from tests.faults.helpers import crashes, fault_daemon, history, log_size, rss_kb, write_jobs
 from tests.faults.mutations import GOOD_JOBS, broken_registry
@@ -210,19 +211,8 @@ def test_live_reload_of_broken_registries_keeps_the_running_one(tally) -> None:
 
 # --- the socket barrage -----------------------------------------------------------
 
-ERROR_CODES = {
-    "bad_json",
-    "bad_request",
-    "unknown_op",
-    "too_large",
-    "forbidden",
-    "not_found",
-    "busy",
-    "config_invalid",
-    "shutting_down",
-    "timeout",
-    "internal",
-}
+# Every code the daemon may send (bad_reply is the client's own).
+ERROR_CODES = {code.value for code in ErrorCode} - {"bad_reply"}
 
 
 def _malformed(rng: random.Random) -> bytes:

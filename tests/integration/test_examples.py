@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cronhub.model import CronSchedule, IntervalSchedule, JobSpec
-from cronhub.registry import load_registry
+from cronhub.registry_file import load_registry
 from examples import dpop, plugins, privacy, queue
 from examples.analytics import generate_daily_report
 from examples.health import HealthCheckFailed, check
