@@ -151,9 +151,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._forced = asyncio.Event()
         self._interrupting = False
-        self._handles: dict[str, RunHandle] = {}
-        self._specs: dict[str, JobSpec] = {}
-        self._requests: dict[str, RunRequest] = {}
+        self._handles: dict[str, tuple[RunHandle, JobSpec]] = {}
         self._waiters: dict[str, list[asyncio.Future[RunResult]]] = {}
         self._launches: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []
@@ -280,9 +278,8 @@ class Daemon:
                 self._interrupting = True
                 await asyncio.gather(
                     *(
-                        handle.interrupt(self._specs[run_id].kill_grace_ms / 1000)
-                        for run_id, handle in list(self._handles.items())
-                        if run_id in self._specs
+                        handle.interrupt(spec.kill_grace_ms / 1000)
+                        for handle, spec in list(self._handles.values())
                     ),
                     return_exceptions=True,
                 )
@@ -369,8 +366,6 @@ class Daemon:
         self, request: RunRequest, spec: JobSpec, inserted: asyncio.Future[Any]
     ) -> None:
         run_id = request.run_id
-        self._specs[run_id] = spec
-        self._requests[run_id] = request
         try:
             result = await self._supervise(request, spec, inserted)
         except Exception as exc:
@@ -381,8 +376,6 @@ class Daemon:
             )
         finally:
             self._handles.pop(run_id, None)
-            self._specs.pop(run_id, None)
-            self._requests.pop(run_id, None)
         if result is not None:
             self._finish(request, result)
 
@@ -407,7 +400,7 @@ class Daemon:
         if self._stopping.is_set():
             return self._not_started(request, "not started: the daemon is shutting down")
         handle = await self._runner.start(spec, request)
-        self._handles[run_id] = handle
+        self._handles[run_id] = (handle, spec)
         if self._interrupting:
             await handle.interrupt(spec.kill_grace_ms / 1000)
         self.engine.on_started(run_id)
