@@ -72,6 +72,9 @@ __all__ = [
     "StartRun",
 ]
 
+_FireMemo = dict[tuple[CronSchedule, datetime], datetime | None]
+"""Next fires already computed in one pass, by (schedule, after)."""
+
 DEFAULT_JUMP_THRESHOLD_S = 1.0
 """A change of ``wall - mono`` larger than this is a wall-clock step, not drift."""
 
@@ -487,6 +490,8 @@ class Engine:
     # --- firing --------------------------------------------------------------
 
     def _fire_due_cron(self, wall: datetime, actions: list[Action]) -> None:
+        # Jobs due together mostly share their schedule: compute each next fire once.
+        memo: _FireMemo = {}
         # Pushing may rebuild the heap (see _compact): always go through self.
         while self._cron_heap and self._cron_heap[0][0] <= wall:
             due, _, name, generation = heapq.heappop(self._cron_heap)
@@ -498,7 +503,7 @@ class Engine:
             if high_water is None or due > high_water:
                 self._high_water[name] = due
                 self._fire(self._request(name, Trigger.SCHEDULE, 1, due), spec, actions)
-            self._push_cron(name, timer, _next_cron(spec, wall, self._high_water.get(name)))
+            self._push_cron(name, timer, _next_cron(spec, wall, self._high_water.get(name), memo))
 
     def _fire_due_intervals(self, wall: datetime, mono: float, actions: list[Action]) -> None:
         while self._interval_heap and self._interval_heap[0][0] <= mono:
@@ -605,16 +610,25 @@ class Engine:
         self, names: Iterable[str], wall: datetime, mono: float, *, bulk: bool = False
     ) -> None:
         """Schedule ``names`` from now; ``bulk`` rebuilds the heaps in one pass."""
+        memo: _FireMemo = {}
         for name in names:
             spec = self._specs[name]
             if self._enabled(spec):
-                self._schedule(spec, wall, mono, push=not bulk)
+                self._schedule(spec, wall, mono, push=not bulk, memo=memo)
             else:
                 self._unschedule(name)
         if bulk:
             self._rebuild_heaps()
 
-    def _schedule(self, spec: JobSpec, wall: datetime, mono: float, *, push: bool = True) -> None:
+    def _schedule(
+        self,
+        spec: JobSpec,
+        wall: datetime,
+        mono: float,
+        *,
+        push: bool = True,
+        memo: _FireMemo | None = None,
+    ) -> None:
         """(Re)start ``spec``'s timer from now, invalidating any older heap entry."""
         timer = _Timer(generation=next(self._seq))
         self._timers[spec.name] = timer
@@ -624,7 +638,7 @@ class Engine:
             if push:
                 self._push_interval(spec.name, timer)
         elif isinstance(schedule, CronSchedule):
-            due = _next_cron(spec, wall, self._high_water.get(spec.name))
+            due = _next_cron(spec, wall, self._high_water.get(spec.name), memo)
             if push:
                 self._push_cron(spec.name, timer, due)
             else:
@@ -711,10 +725,11 @@ class Engine:
         A step forward needs no recomputation: fires in the skipped span are due
         and coalesce into one run at the next tick.
         """
+        memo: _FireMemo = {}
         for name, timer in self._timers.items():
             if timer.due_wall is not None:
                 spec = self._specs[name]
-                timer.due_wall = _next_cron(spec, wall, self._high_water.get(name))
+                timer.due_wall = _next_cron(spec, wall, self._high_water.get(name), memo)
                 timer.generation = next(self._seq)
         self._rebuild_heaps()
 
@@ -736,10 +751,23 @@ class Engine:
         return self._overrides.get(spec.name, spec.enabled)
 
 
-def _next_cron(spec: JobSpec, wall: datetime, high_water: datetime | None) -> datetime | None:
-    assert isinstance(spec.schedule, CronSchedule)
+def _next_cron(
+    spec: JobSpec,
+    wall: datetime,
+    high_water: datetime | None,
+    memo: _FireMemo | None = None,
+) -> datetime | None:
+    """The job's next fire after ``max(wall, high_water)``; ``memo`` shares the
+    computation between jobs with the same schedule within one pass."""
+    schedule = spec.schedule
+    assert isinstance(schedule, CronSchedule)
     after = wall if high_water is None else max(wall, high_water)
-    return next_fire(spec.schedule, after)
+    if memo is None:
+        return next_fire(schedule, after)
+    key = (schedule, after)
+    if key not in memo:
+        memo[key] = next_fire(schedule, after)
+    return memo[key]
 
 
 def _decrement(counter: Counter[str], name: str) -> None:

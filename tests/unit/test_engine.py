@@ -24,7 +24,7 @@ from cronhub.model import (
     SchedulerSettings,
     Trigger,
 )
-from cronhub.schedule import parse_schedule
+from cronhub.schedule import next_fire, parse_schedule
 from cronhub.testing import FakeClock
 
 NOW = datetime(2024, 1, 1, 10, 0, 30, tzinfo=UTC)
@@ -761,8 +761,8 @@ def test_ten_thousand_jobs_load_and_tick_in_work_proportional_to_due_jobs(
     specs = [
         job(
             f"j{i:05}",
-            CronSchedule(
-                expr=f"{5 if i < 1_000 else 10 + i % 50} * * * *", text="", timezone="UTC"
+            CronSchedule(  # distinct texts: no two jobs share a schedule
+                expr=f"{5 if i < 1_000 else 10 + i % 50} * * * *", text=f"{i}", timezone="UTC"
             ),
         )
         for i in range(10_000)
@@ -777,6 +777,26 @@ def test_ten_thousand_jobs_load_and_tick_in_work_proportional_to_due_jobs(
     assert len(starts(actions)) == 10  # SchedulerSettings.max_concurrent
     assert h.engine.queued_total() == 990
     assert calls == 11_000  # one next fire per due job, none for the other 9,000
+
+
+def test_jobs_sharing_a_schedule_compute_its_next_fire_once_per_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+
+    def counting_next_fire(schedule: CronSchedule, after: datetime) -> datetime | None:
+        calls.append(schedule.expr)
+        return next_fire(schedule, after)
+
+    monkeypatch.setattr(engine_module, "next_fire", counting_next_fire)
+    shared = [job(f"s{i}", cron("* * * * *")) for i in range(100)]
+    h = Harness(*shared, job("other", cron("*/2 * * * *")), settings={"max_concurrent": 200})
+    assert sorted(calls) == ["* * * * *", "*/2 * * * *"]  # loading: once per schedule
+    calls.clear()
+    h.clock.advance(60)
+    assert len(starts(h.tick())) == 100  # 10:01:30: "other" is not due
+    assert calls == ["* * * * *"]  # the tick: once for the 100 jobs
+    assert {h.engine.next_run(f"s{i}") for i in range(100)} == {NOW + timedelta(seconds=90)}
 
 
 def test_repeated_reloads_keep_timer_memory_bounded() -> None:
