@@ -467,10 +467,16 @@ class _SpawnError(Exception):
     """Why a run could not be started (never leaves this module)."""
 
 
-def _child_env(spec: JobSpec, request: RunRequest) -> dict[str, str]:
+def _inherited_env() -> dict[str, str]:
+    """The daemon's environment as its jobs inherit it."""
     env = dict(os.environ)
     for name in _INHERITED_NOT:
         env.pop(name, None)
+    return env
+
+
+def _child_env(spec: JobSpec, request: RunRequest, inherited: Mapping[str, str]) -> dict[str, str]:
+    env = dict(inherited)
     env.update(spec.env)
     env.update(
         CRONHUB_JOB=request.job_name,
@@ -501,12 +507,8 @@ def _argv(spec: JobSpec, python: str, base_dir: str | None) -> list[str]:
     return argv
 
 
-def _spawn(
-    argv: list[str], spec: JobSpec, request: RunRequest, env: dict[str, str] | None = None
-) -> _Spawned:
+def _spawn(argv: list[str], spec: JobSpec, request: RunRequest, env: dict[str, str]) -> _Spawned:
     """Start a run's main process (blocking: runs on a spawn thread)."""
-    if env is None:
-        env = _child_env(spec, request)
     read_fd, write_fd = os.pipe()
     try:
         popen, started_at, started_mono = _popen(argv, spec.cwd, env, request.run_id, write_fd)
@@ -907,7 +909,8 @@ class Runner:
     be in flight).  ``base_dir`` is put first on a callable's ``sys.path`` (the
     registry's folder); by default the job's ``cwd`` is.  With ``launcher``,
     callables are forked from a pre-started interpreter (``launcher.py``) when
-    this process is a child subreaper, and started fresh otherwise.
+    this process is a child subreaper, and started fresh otherwise.  Runs inherit
+    this process's environment as it was when the runner was made.
     """
 
     def __init__(
@@ -925,6 +928,7 @@ class Runner:
         )
         self._scanner = _Scanner()
         self._launcher = _Launcher(python) if launcher else None
+        self._inherited_env = _inherited_env()
 
     async def start(self, spec: JobSpec, request: RunRequest) -> RunHandle:
         """Spawn a run; return once its process exists (or the spawn failed).
@@ -942,7 +946,8 @@ class Runner:
         if spec.callable is not None and self._launcher is not None:
             future = loop.run_in_executor(self._executor, self._start_callable, argv, spec, request)
         else:
-            future = loop.run_in_executor(self._executor, _spawn, argv, spec, request)
+            env = _child_env(spec, request, self._inherited_env)
+            future = loop.run_in_executor(self._executor, _spawn, argv, spec, request, env)
         try:
             spawned = await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -970,7 +975,7 @@ class Runner:
         re-parented to init, which may reap it before its pid is watched.
         """
         assert self._launcher is not None
-        env = _child_env(spec, request)
+        env = _child_env(spec, request, self._inherited_env)
         if is_child_subreaper():
             path = self._base_dir or spec.cwd
             spawned = _launch(self._launcher, spec, request, env, path)

@@ -299,17 +299,12 @@ def test_sys_exit_status_and_message(
     assert result.output == output
 
 
-def test_env_is_replaced_wholesale_for_each_run(
-    probe_dir: Path, monkeypatch: pytest.MonkeyPatch, launcher: bool
-) -> None:
-    monkeypatch.setenv("CHANGES", "before")
-
+def test_env_is_replaced_wholesale_for_each_run(probe_dir: Path, launcher: bool) -> None:
     async def body(runner: Runner) -> list[dict[str, str]]:
         envs = []
-        for _ in range(2):
-            handle = await runner.start(spec(callable="probe:state"), request())
+        for env in ({"CHANGES": "before"}, {}):
+            handle = await runner.start(spec(callable="probe:state", env=env), request())
             envs.append(json.loads((await handle.wait()).output)["env"])
-            monkeypatch.delenv("CHANGES", raising=False)
         return envs
 
     first, second = with_runner(body, base_dir=str(probe_dir), launcher=launcher)
