@@ -36,7 +36,7 @@ from cronhub.errors import (
     ShuttingDown,
 )
 from cronhub.ids import uuid7
-from cronhub.logs import configure_logging
+from cronhub.logs import configure_logging, skip_unused_record_fields
 from cronhub.model import (
     JobSpec,
     Registry,
@@ -78,6 +78,7 @@ def run_daemon(config_path: str, *, log_level: str | None = None, socket: str | 
     except ConfigError as exc:
         print(f"cronhub: {exc}", file=sys.stderr)
         return 2
+    skip_unused_record_fields()
     environ = dict(os.environ)
     try:
         cache = RegistryCache()
@@ -343,13 +344,18 @@ class Daemon:
     # --- runs --------------------------------------------------------------------
 
     def _execute(self, actions: Iterable[Action]) -> None:
+        loop = asyncio.get_running_loop()
+        gates: list[asyncio.Future[bool | None]] = []
         for action in actions:
             if isinstance(action, StartRun):
-                # Queue every row of a burst before any task runs: one transaction.
+                # Queue every row of a burst before any task runs: few transactions.
                 inserted = self._store.submit(
                     "insert_run", action.request, started_at=self._clock.now()
                 )
-                task = asyncio.create_task(self._launch(action.request, action.spec, inserted))
+                gate: asyncio.Future[bool | None] = loop.create_future()
+                inserted.add_done_callback(functools.partial(_pass_outcome, gate))
+                gates.append(gate)
+                task = asyncio.create_task(self._launch(action.request, action.spec, gate))
                 self._launches.add(task)
                 task.add_done_callback(self._launches.discard)
             elif isinstance(action, RecordSkip):
@@ -361,13 +367,15 @@ class Daemon:
                 )
                 self._store.submit("record_skip", action.request, action.reason)
                 self._resolve_waiters(self._not_started(action.request, action.reason))
+        if gates:  # one timer for the whole burst, not one per run
+            loop.call_later(INSERT_WAIT_S, _open_gates, gates)
 
     async def _launch(
-        self, request: RunRequest, spec: JobSpec, inserted: asyncio.Future[Any]
+        self, request: RunRequest, spec: JobSpec, gate: asyncio.Future[bool | None]
     ) -> None:
         run_id = request.run_id
         try:
-            result = await self._supervise(request, spec, inserted)
+            result = await self._supervise(request, spec, gate)
         except Exception as exc:
             log.exception("run %s of %s could not be supervised", run_id, request.job_name)
             result = replace(
@@ -380,11 +388,11 @@ class Daemon:
             self._finish(request, result)
 
     async def _supervise(
-        self, request: RunRequest, spec: JobSpec, inserted: asyncio.Future[Any]
+        self, request: RunRequest, spec: JobSpec, gate: asyncio.Future[bool | None]
     ) -> RunResult | None:
         """Record, spawn and watch one run; None if history already holds its key."""
         run_id = request.run_id
-        if not await self._row_committed(request, inserted):
+        if not await self._row_committed(request, gate):
             log.warning(
                 "run of %s scheduled at %s attempt %d is already in history; not starting it",
                 request.job_name,
@@ -430,19 +438,19 @@ class Daemon:
             error=reason,
         )
 
-    async def _row_committed(self, request: RunRequest, inserted: asyncio.Future[Any]) -> bool:
+    async def _row_committed(self, request: RunRequest, gate: asyncio.Future[bool | None]) -> bool:
         """Wait for the run's ``running`` row to commit before spawning it.
 
-        If the database does not answer in time the row stays queued (it will
-        be written once the database recovers) and the run starts anyway: a
-        database error never stops scheduling.  Returns False when history
-        already holds this run's key (job, scheduled time, attempt).
+        ``gate`` gets the insert's outcome, or None if the database did not answer
+        within ``INSERT_WAIT_S``: the row stays queued (it will be written once the
+        database recovers) and the run starts anyway, since a database error never
+        stops scheduling.  Returns False when history already holds this run's key
+        (job, scheduled time, attempt).
         """
         if not self._store.available:
             return True  # in an outage: do not hold the start for a write that is held
-        try:
-            return bool(await asyncio.wait_for(asyncio.shield(inserted), INSERT_WAIT_S))
-        except TimeoutError:
+        outcome = await gate
+        if outcome is None:
             log.warning(
                 "history database is slow or unavailable: starting run %s of %s before its "
                 "row is committed",
@@ -450,6 +458,7 @@ class Daemon:
                 request.job_name,
             )
             return True
+        return outcome
 
     def _finish(self, request: RunRequest, result: RunResult) -> None:
         self.engine.on_finished(result, self._clock.now(), self._clock.monotonic())
@@ -830,6 +839,25 @@ def _record(request: RunRequest, result: RunResult) -> RunRecord:
         max_rss_kb=result.max_rss_kb,
         pid=result.pid,
     )
+
+
+def _pass_outcome(gate: asyncio.Future[bool | None], inserted: asyncio.Future[Any]) -> None:
+    """Open a run's gate with its insert's outcome (unless the wait timed out first)."""
+    if gate.done():
+        return
+    if inserted.cancelled():
+        gate.cancel()
+    elif (error := inserted.exception()) is not None:
+        gate.set_exception(error)
+    else:
+        gate.set_result(bool(inserted.result()))
+
+
+def _open_gates(gates: list[asyncio.Future[bool | None]]) -> None:
+    """The inserts of a burst took longer than ``INSERT_WAIT_S``: start what still waits."""
+    for gate in gates:
+        if not gate.done():
+            gate.set_result(None)
 
 
 def _drain(fd: int) -> None:

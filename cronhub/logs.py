@@ -26,7 +26,13 @@ from typing import TextIO
 
 from cronhub.errors import ConfigError
 
-__all__ = ["JournalFormatter", "configure_logging", "reset_logging", "resolve_level"]
+__all__ = [
+    "JournalFormatter",
+    "configure_logging",
+    "reset_logging",
+    "resolve_level",
+    "skip_unused_record_fields",
+]
 
 LOGGER_NAME = "cronhub"
 LEVEL_ENV = "CRONHUB_LOG_LEVEL"
@@ -146,6 +152,18 @@ def configure_logging(
     logger.addHandler(handler)
     logger.setLevel(resolved)
     logger.propagate = False
+
+
+def skip_unused_record_fields() -> None:
+    """Stop ``logging`` filling in what our formats never show: caller, thread, process.
+
+    Process-wide (the ``logging`` HOWTO's "Optimization" switches); a busy daemon
+    logs two lines a run, and ``findCaller`` alone walks the stack for each.
+    """
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def reset_logging() -> None:

@@ -270,6 +270,8 @@ _LIST_COLUMNS = [c for c in _RUNS.c if c.name != "output"]
 
 _READS = frozenset({"job_states", "history", "get_run", "last_fired", "integrity_check"})
 _URGENT = frozenset({"insert_run"})
+_URGENT_SLICE = 32
+"""The most ops written in one transaction while urgent ones are queued."""
 """Submitted writes someone waits for (the daemon spawns a run once its row is
 committed): written at once.  Other submitted writes may wait a little for one."""
 _WRITES = frozenset(
@@ -1692,7 +1694,10 @@ class StoreService:
                     or len(queue) >= self._max_batch
                     or queue[0].due <= now
                 ):
-                    ops = [queue.popleft() for _ in range(min(len(queue), self._max_batch))]
+                    # Runs wait for their urgent inserts: a long queue is committed in
+                    # slices, so the first runs start while the rest are written.
+                    limit = _URGENT_SLICE if self._urgent else self._max_batch
+                    ops = [queue.popleft() for _ in range(min(len(queue), limit))]
                     self._urgent -= sum(op.urgent for op in ops)
                     return ops
                 if self._held and now >= self._retry_at:

@@ -11,7 +11,13 @@ from collections.abc import Iterator
 import pytest
 
 from cronhub.errors import ConfigError
-from cronhub.logs import configure_logging, reset_logging, resolve_level, use_journal_format
+from cronhub.logs import (
+    configure_logging,
+    reset_logging,
+    resolve_level,
+    skip_unused_record_fields,
+    use_journal_format,
+)
 
 JOURNAL = {"JOURNAL_STREAM": "8:12345"}
 HUMAN_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) (?P<rest>.*)$")
@@ -155,3 +161,27 @@ def test_journal_stream_is_trusted_only_for_the_matching_descriptor() -> None:
         assert not use_journal_format(writer, inherited)
         assert not use_journal_format(writer, {"JOURNAL_STREAM": "garbage"})
         assert not use_journal_format(reader, {})
+
+
+def test_records_without_caller_thread_or_process_still_format_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))  # restored afterwards
+    skip_unused_record_fields()
+    stream = _configured({})
+    records: list[logging.LogRecord] = []
+    log = logging.getLogger("cronhub.daemon")
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    log.addHandler(handler)
+    try:
+        log.info("run finished job=%s", "backup")
+    finally:
+        log.removeHandler(handler)
+    (record,) = records
+    assert record.funcName == "(unknown function)"  # no stack walk
+    assert record.thread is None and record.process is None
+    line = HUMAN_LINE.match(stream.getvalue().strip())
+    assert line and line["level"] == "INFO"
+    assert line["rest"] == "cronhub.daemon: run finished job=backup"
