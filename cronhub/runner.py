@@ -51,6 +51,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psutil
 
@@ -338,6 +339,54 @@ def _reap(pid: int) -> bool:
 
 
 _TABLE = _ProcessTable()
+
+
+def _may_have_leftovers() -> bool:
+    """Whether a run's process may have outlived its main process (subreaper mode).
+
+    A subreaper adopts every orphan below it, so the processes a run leaves
+    behind are children of ours: any child that is neither an unreaped main
+    nor in our own session (the launcher) may be one.  Reading our threads'
+    ``children`` lists costs a fraction of a ``/proc`` scan; when they cannot
+    be read, the answer is yes.
+    """
+    children = _own_children()
+    if children is None:
+        return True
+    with _TABLE.lock:
+        unknown = [pid for pid in children if pid not in _TABLE.mains]
+    own_sid = os.getsid(0)
+    for pid in unknown:
+        proc = _read_proc(pid)
+        if proc is not None and proc.sid != own_sid:
+            return True
+    return False
+
+
+def _own_children() -> list[int] | None:
+    """The pids of this process's children, from each thread's list; None if unreadable."""
+    pids: list[int] = []
+    try:
+        threads = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for tid in threads:
+        try:
+            fd = os.open(f"/proc/self/task/{tid}/children", os.O_RDONLY)
+        except FileNotFoundError:
+            if os.path.isdir(f"/proc/self/task/{tid}"):
+                return None  # a kernel without CONFIG_PROC_CHILDREN
+            continue  # the thread has ended
+        except OSError:
+            return None
+        try:
+            data = os.read(fd, 1 << 20)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        pids.extend(map(int, data.split()))
+    return pids
 
 
 def _stray_zombies(snapshot: _Snapshot) -> list[int]:
@@ -1034,6 +1083,33 @@ def _abandon(future: asyncio.Future[_Spawned]) -> None:
     threading.Thread(target=reap, name="cronhub-abandon", daemon=True).start()
 
 
+async def _until(when: float, *futures: asyncio.Future[Any]) -> None:
+    """Return at monotonic time ``when``, or as soon as one of ``futures`` is done.
+
+    ``asyncio.wait`` with a timeout, at a third of its cost: runs are watched
+    with it, so a burst pays it hundreds of times a second.
+    """
+    if any(future.done() for future in futures):
+        return
+    loop = asyncio.get_running_loop()
+    waker: asyncio.Future[None] = loop.create_future()
+    wake = functools.partial(_wake, waker)
+    timer = loop.call_at(when, wake, None)  # loop.time() is time.monotonic()
+    for future in futures:
+        future.add_done_callback(wake)
+    try:
+        await waker
+    finally:
+        timer.cancel()
+        for future in futures:
+            future.remove_done_callback(wake)
+
+
+def _wake(waker: asyncio.Future[None], _: object) -> None:
+    if not waker.done():
+        waker.set_result(None)
+
+
 @dataclass(slots=True)
 class _Stop:
     """Why a run is being ended before its main process exited by itself."""
@@ -1210,11 +1286,7 @@ class RunHandle:
         sample_at = started + gap
         while True:
             wake = sample_at if deadline is None else min(deadline, sample_at)
-            await asyncio.wait(
-                {self._exited, self._stop},
-                timeout=max(0.0, wake - time.monotonic()),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            await _until(wake, self._exited, self._stop)
             if self._exited.done():
                 return None
             if self._stop.done():
@@ -1269,10 +1341,12 @@ class RunHandle:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            await asyncio.wait({self._exited}, timeout=min(delay, remaining))
+            await _until(time.monotonic() + min(delay, remaining), self._exited)
             delay = min(delay * 2, 0.1)
 
     async def _live_members(self) -> list[_Proc]:
+        if self._exited.done() and is_child_subreaper() and not _may_have_leftovers():
+            return []  # the main is gone and nothing of any run was re-parented to us
         snapshot = await self._scanner.snapshot()
         members = snapshot.members(self._spawned.pid, self._request.run_id)
         self_pid = os.getpid()

@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+import cronhub.runner as runner_module
 from cronhub.model import IntervalSchedule, JobSpec, RunRequest, RunResult, RunStatus, Trigger
 from cronhub.runner import (
     Runner,
@@ -266,6 +267,27 @@ def test_double_forked_setsid_grandchild_is_killed_and_reaped(tmp_path: Path) ->
     pidfile = tmp_path / "pids"
     result = run(spec(command=misbehave("double_fork", str(pidfile))))
     assert result.status is RunStatus.SUCCESS
+    [grandchild] = read_pids(pidfile)
+    assert gone(grandchild)
+
+
+def test_only_a_run_that_leaves_processes_behind_costs_a_proc_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scans = 0
+    take_snapshot = runner_module._take_snapshot
+
+    def counting(*args: object, **kwargs: object) -> object:
+        nonlocal scans
+        scans += 1
+        return take_snapshot(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner_module, "_take_snapshot", counting)
+    assert run(spec(command=("true",))).status is RunStatus.SUCCESS
+    assert scans == 0  # the main is gone and no child of ours belongs to a run
+    pidfile = tmp_path / "pids"
+    assert run(spec(command=misbehave("double_fork", str(pidfile)))).status is RunStatus.SUCCESS
+    assert scans >= 1
     [grandchild] = read_pids(pidfile)
     assert gone(grandchild)
 
