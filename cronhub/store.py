@@ -340,6 +340,9 @@ _FINISH_RUN = (
         cpu_system_s=_param("b_cpu_system_s", Float()),
         max_rss_kb=_param("b_max_rss_kb", Integer()),
         pid=func.coalesce(_param("b_pid", Integer()), _RUNS.c.pid),
+        pid_create_time=func.coalesce(
+            _param("b_pid_create_time", Float()), _RUNS.c.pid_create_time
+        ),
     )
 )
 
@@ -518,7 +521,8 @@ class _Group:
     """
 
     inserts: list[dict[str, Any]] = field(default_factory=list)
-    pids: list[dict[str, Any]] = field(default_factory=list)
+    pids: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """By run id; a run finished in the same group takes its pid in its finish."""
     finishes: list[dict[str, Any]] = field(default_factory=list)
     tallies: dict[str, _Tally] = field(default_factory=dict)
     phases: dict[str, int] = field(default_factory=dict)
@@ -532,14 +536,18 @@ class _Group:
         if self.phases.get(run_id, phase) > phase:
             return False
         if name == "finish_run":
-            self.finishes.append(_finish_params(first))
+            finish = _finish_params(first)
+            if (spawned := self.pids.pop(run_id, None)) is not None:
+                finish["b_pid"] = finish["b_pid"] or spawned["b_pid"]
+                finish["b_pid_create_time"] = spawned["b_pid_create_time"]
+            self.finishes.append(finish)
             status = RunStatus(first.status)
             if status is not RunStatus.SKIPPED:
                 self._tally(first.job_name).finished(
                     status, first.started_at, first.error, first.duration_ms
                 )
         elif name == "set_run_pid":
-            self.pids.append(_pid_params(*args, **kwargs))
+            self.pids[run_id] = _pid_params(*args, **kwargs)
         else:
             build = _insert_run_values if name == "insert_run" else _skip_values
             self.inserts.append(build(*args, **kwargs))
@@ -606,6 +614,7 @@ def _finish_params(result: RunResult) -> dict[str, Any]:
         "b_cpu_system_s": result.cpu_system_s,
         "b_max_rss_kb": result.max_rss_kb,
         "b_pid": result.pid,
+        "b_pid_create_time": None,
     }
 
 
@@ -938,7 +947,7 @@ class Store:
         if group.inserts:
             _run_all(statements["insert_run"], conn, group.inserts)
         if group.pids:
-            statements["set_run_pid"].run(conn, group.pids)
+            statements["set_run_pid"].run(conn, list(group.pids.values()))
         if group.finishes:
             _run_all(statements["finish_run"], conn, group.finishes)
         if group.tallies:
