@@ -1,9 +1,10 @@
-"""The control socket: the daemon's asyncio server and the CLI's blocking client.
+"""The control socket: the daemon's asyncio server.
 
 The wire format lives in :mod:`cronhub.protocol`; this module moves its lines
-over a Unix stream socket and decides who may talk.  The client side is on the
-CLI's light import path, so ``asyncio`` and ``logging`` are imported only by
-the server's methods.
+over a Unix stream socket and decides who may talk.  The CLI's blocking client
+is :mod:`cronhub.client` (re-exported here as :class:`ControlClient`), kept
+apart so that commands do not load the server; ``asyncio`` and ``logging``
+are imported only by the server's methods.
 
 Access: the socket file is mode 0660 (group: ``control_group`` when set), and
 every connection's peer is checked with ``SO_PEERCRED``.  Root, the daemon's
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from cronhub import protocol
-from cronhub.errors import ControlError, DaemonAlreadyRunning, DaemonNotRunning, ProtocolError
+from cronhub.client import ControlClient as ControlClient  # re-exported for existing imports
+from cronhub.errors import ControlError, DaemonAlreadyRunning
 from cronhub.protocol import ErrorCode, Request
 
 if TYPE_CHECKING:
@@ -41,7 +43,6 @@ DEFAULT_MAX_CLIENTS: Final = 256
 
 _UCRED: Final = struct.Struct("3i")  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
 _READ_CHUNK: Final = 64 * 1024
-_CLIENT_CHUNK: Final = 1024 * 1024
 _PROBE_TIMEOUT_S: Final = 2.0
 _BACKLOG: Final = 1024
 _BUSY_LOG_INTERVAL_S: Final = 60.0
@@ -510,111 +511,3 @@ def _log() -> logging.Logger:
     import logging
 
     return logging.getLogger("cronhub.control")
-
-
-# --- client ----------------------------------------------------------------------------
-
-
-class ControlClient:
-    """The CLI's side: blocking, stdlib only, one connection per call.
-
-    One connection per call means a request is never silently re-sent on a
-    connection the daemon already closed.  ``timeout`` bounds a whole call
-    (connect, send, reply) in seconds; None waits forever (``run --wait``).
-    """
-
-    def __init__(self, path: str, timeout: float | None = 30.0) -> None:
-        self.path = os.fspath(path)
-        self.timeout = timeout
-
-    def call(self, op: str, **params: object) -> object:
-        """Send one request and return its ``result``.
-
-        Raises :class:`DaemonNotRunning` if nothing listens on the socket, and
-        :class:`ProtocolError` with the daemon's error code (``timeout`` if the
-        reply does not come in time, ``bad_reply`` if it is malformed).
-        """
-        request = protocol.encode_request(op, **params)
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        sock = self._connect(deadline)
-        with sock:
-            try:
-                sent = self._send(sock, request, deadline)
-                line = self._receive(sock, deadline)
-            except TimeoutError:
-                raise ProtocolError(
-                    ErrorCode.TIMEOUT, f"no reply from the daemon within {self.timeout} s"
-                ) from None
-        if line is None:
-            why = "closed the connection" if sent else "refused the request"
-            raise ProtocolError(ErrorCode.BAD_REPLY, f"the daemon {why} without a reply")
-        return protocol.decode_reply(line)
-
-    def _connect(self, deadline: float | None) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(_remaining(deadline))
-            sock.connect(self.path)
-        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
-            sock.close()
-            raise DaemonNotRunning(self.path, exc.strerror) from None
-        except PermissionError as exc:
-            sock.close()
-            raise ProtocolError(
-                ErrorCode.FORBIDDEN, f"permission denied on {self.path}: {exc.strerror}"
-            ) from None
-        except TimeoutError:
-            sock.close()
-            raise ProtocolError(
-                ErrorCode.TIMEOUT, f"the daemon did not accept within {self.timeout} s"
-            ) from None
-        except OSError as exc:
-            sock.close()
-            raise ControlError(f"cannot connect to {self.path}: {exc.strerror or exc}") from None
-        return sock
-
-    @staticmethod
-    def _send(sock: socket.socket, data: bytes, deadline: float | None) -> bool:
-        """Send the request; False if the daemon hung up first (its reply may be waiting)."""
-        sock.settimeout(_remaining(deadline))
-        try:
-            sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            return False
-        return True
-
-    @staticmethod
-    def _receive(sock: socket.socket, deadline: float | None) -> bytes | None:
-        """The reply line, or None if the connection ended first."""
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            sock.settimeout(_remaining(deadline))
-            try:
-                chunk = sock.recv(_CLIENT_CHUNK)
-            except ConnectionResetError:
-                chunk = b""
-            newline = chunk.find(b"\n")
-            if newline >= 0:
-                chunks.append(chunk[:newline])
-                return b"".join(chunks)
-            if not chunk:
-                if size:
-                    raise ProtocolError(ErrorCode.BAD_REPLY, "the daemon closed mid-reply")
-                return None
-            size += len(chunk)
-            if size > protocol.MAX_REPLY_BYTES:
-                raise ProtocolError(
-                    ErrorCode.BAD_REPLY,
-                    f"reply is longer than {protocol.MAX_REPLY_BYTES} bytes",
-                )
-            chunks.append(chunk)
-
-
-def _remaining(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError
-    return left

@@ -344,49 +344,32 @@ _TABLE = _ProcessTable()
 def _may_have_leftovers() -> bool:
     """Whether a run's process may have outlived its main process (subreaper mode).
 
-    A subreaper adopts every orphan below it, so the processes a run leaves
-    behind are children of ours: any child that is neither an unreaped main
-    nor in our own session (the launcher) may be one.  Reading our threads'
-    ``children`` lists costs a fraction of a ``/proc`` scan; when they cannot
-    be read, the answer is yes.
+    A subreaper adopts every orphan below it, and the kernel gives orphans to
+    the first live thread of the adopting process, its main thread (runs'
+    mains, forked by the spawn threads, are on those threads' lists).  So if
+    every child on the main thread's list is an unreaped main or in our own
+    session (the launcher), no run left anything behind.  Reading that list
+    costs a few microseconds; a scan of ``/proc`` on a busy host, milliseconds.
+    When the list cannot be read, the answer is yes.
     """
-    children = _own_children()
-    if children is None:
+    try:
+        fd = os.open(f"/proc/self/task/{os.getpid()}/children", os.O_RDONLY)
+    except OSError:  # a kernel without CONFIG_PROC_CHILDREN
         return True
+    try:
+        children = os.read(fd, 1 << 20).split()
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
     with _TABLE.lock:
-        unknown = [pid for pid in children if pid not in _TABLE.mains]
+        unknown = [pid for pid in map(int, children) if pid not in _TABLE.mains]
     own_sid = os.getsid(0)
     for pid in unknown:
         proc = _read_proc(pid)
         if proc is not None and proc.sid != own_sid:
             return True
     return False
-
-
-def _own_children() -> list[int] | None:
-    """The pids of this process's children, from each thread's list; None if unreadable."""
-    pids: list[int] = []
-    try:
-        threads = os.listdir("/proc/self/task")
-    except OSError:
-        return None
-    for tid in threads:
-        try:
-            fd = os.open(f"/proc/self/task/{tid}/children", os.O_RDONLY)
-        except FileNotFoundError:
-            if os.path.isdir(f"/proc/self/task/{tid}"):
-                return None  # a kernel without CONFIG_PROC_CHILDREN
-            continue  # the thread has ended
-        except OSError:
-            return None
-        try:
-            data = os.read(fd, 1 << 20)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
-        pids.extend(map(int, data.split()))
-    return pids
 
 
 def _stray_zombies(snapshot: _Snapshot) -> list[int]:

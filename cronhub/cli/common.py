@@ -23,6 +23,8 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from cronhub.client import PendingReply
+
 DEFAULT_CONFIG = "jobs.toml"
 SOCKET_NAME = "cronhub.sock"
 DEFAULT_TIMEOUT_S = 10.0
@@ -167,11 +169,20 @@ class Daemon(NamedTuple):
         Raises ``DaemonNotRunning`` or ``ProtocolError`` (the daemon's error
         reply); :func:`cronhub.cli.report_error` turns them into exit codes.
         """
-        from cronhub.control import ControlClient
+        return self.send(op, reply_timeout=reply_timeout, **params).result()
+
+    def send(
+        self, op: str, /, *, reply_timeout: float | None = DEFAULT_TIMEOUT_S, **params: Any
+    ) -> PendingReply:
+        """Send one request now and read its reply later, as :meth:`call` would.
+
+        A command that has work to do before it can use the reply (loading its
+        renderer) does it while the daemon prepares the answer.
+        """
+        from cronhub.client import ControlClient
 
         client = ControlClient(self.socket_path, timeout=reply_timeout)
-        sent = {key: value for key, value in params.items() if value is not None}
-        return client.call(op, **sent)
+        return client.send(op, **{key: value for key, value in params.items() if value is not None})
 
 
 # --- output ----------------------------------------------------------------------

@@ -35,14 +35,15 @@ def status(
     With JOB: the job's full configuration and its last runs.  With --json: the
     daemon's status result ({"daemon": {...}, "jobs": [...], "runs": [...]}).
     """
-    result = Daemon.from_options(config, socket).call("status", job=job)
+    reply = Daemon.from_options(config, socket).send("status", job=job)
     if json_output:
-        print_json(result)
+        print_json(reply.result())
         return
 
-    from cronhub import render
+    from cronhub import render  # loaded while the daemon prepares its answer
 
     console = stdout_console()
+    result = reply.result()
     current = now()
     if job is None:
         # crop=False: the view is already fitted to the width; rich need not measure it again
