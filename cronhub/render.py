@@ -3,13 +3,16 @@
 Pure: every function takes the data and the current time (``now``, aware)
 as arguments and returns something printable; nothing here reads the clock
 or writes to a stream.  Text that comes from jobs (names, descriptions,
-errors, commands) is always wrapped in :class:`rich.text.Text`, never
-interpolated into markup, so ``"[red]x[/]"`` prints as written.
+errors, commands) is never interpolated into markup: it is wrapped in
+:class:`rich.text.Text`, or given to a table as a plain ``str``, so
+``"[red]x[/]"`` prints as written.
 
 Tables are :class:`FittedTable`, not :class:`rich.table.Table`: rich measures
 every cell again for each layout pass, which made a 100-job ``cronhub status``
 spend a third of a second laying out; a fitted table measures each cell once
-and prints each line as one styled :class:`~rich.text.Text`.
+and prints each line as one styled :class:`~rich.text.Text`.  Cells without a
+style are plain ``str`` (a :data:`Line`), which skips building a Text for most
+of a status table's thousand cells.
 
 Imports rich and the standard library only (plus :mod:`cronhub.durations`,
 which is dependency-free), so ``cronhub status`` stays light.
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 from rich.cells import cell_len
 from rich.console import Group
+from rich.control import strip_control_codes
 from rich.measure import Measurement
 from rich.segment import Segment
 from rich.text import Text
@@ -51,6 +55,9 @@ ERROR_WIDTH = 60
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _DASH = "-"
+
+Line = Text | str
+"""A line of output: a ``str`` when it has no style (cheaper to lay out than a Text)."""
 
 
 class FireLike(Protocol):
@@ -130,12 +137,12 @@ def status_text(status: str | None) -> Text:
 
 def enabled_text(job: Mapping[str, Any], *, separator: str = " ") -> Text:
     """``yes``/``no``, marked when a ``cronhub enable|disable`` override decides it."""
-    return Text(separator).join(_enabled_lines(job))
+    return Text(separator).join(map(_as_text, _enabled_lines(job)))
 
 
-def _enabled_lines(job: Mapping[str, Any]) -> list[Text]:
+def _enabled_lines(job: Mapping[str, Any]) -> list[Line]:
     enabled = bool(job.get("enabled"))
-    lines = [Text("yes") if enabled else Text("no", style="yellow")]
+    lines: list[Line] = ["yes" if enabled else Text("no", style="yellow")]
     override = job.get("override")
     if override is not None:
         mark = "enabled by override" if override else "disabled by override"
@@ -145,15 +152,15 @@ def _enabled_lines(job: Mapping[str, Any]) -> list[Text]:
 
 def schedule_text(job: Mapping[str, Any]) -> Text:
     """The schedule as written, with its human reading below when it adds something."""
-    return Text("\n").join(_schedule_lines(job))
+    return Text("\n").join(map(_as_text, _schedule_lines(job)))
 
 
-def _schedule_lines(job: Mapping[str, Any]) -> list[Text]:
+def _schedule_lines(job: Mapping[str, Any]) -> list[Line]:
     written = str(job.get("schedule", ""))
     human = job.get("schedule_human")
     if human and human != written:
-        return [Text(written), Text(str(human), style="dim")]
-    return [Text(written)]
+        return [written, Text(str(human), style="dim")]
+    return [written]
 
 
 def exit_text(run: Mapping[str, Any]) -> str:
@@ -186,7 +193,7 @@ def absolute_time(dt: datetime) -> str:
     return f"{dt:%a} {stamp} {zone}".rstrip()
 
 
-def _next_run_text(job: Mapping[str, Any], now: datetime, *, daemon_paused: bool) -> Text:
+def _next_run_text(job: Mapping[str, Any], now: datetime, *, daemon_paused: bool) -> Line:
     if daemon_paused or job.get("paused"):
         return Text("paused", style="yellow")
     if not job.get("enabled"):
@@ -195,7 +202,7 @@ def _next_run_text(job: Mapping[str, Any], now: datetime, *, daemon_paused: bool
         if job.get("schedule_kind") == "reboot":
             return Text("at daemon start", style="dim")
         return Text(_DASH, style="dim")
-    return Text(relative_iso(job["next_run"], now))
+    return relative_iso(job["next_run"], now)
 
 
 def _last_status_text(job: Mapping[str, Any]) -> Text:
@@ -214,8 +221,8 @@ _GAP = 2
 """Spaces between two columns (none before the first or after the last)."""
 
 
-CellValue = Text | Sequence[Text]
-"""A cell: one :class:`Text` (``\\n`` separates its lines) or its lines one by one."""
+CellValue = Line | Sequence[Line]
+"""A cell: one :class:`Line` (``\\n`` separates its lines) or its lines one by one."""
 
 
 class _Column(NamedTuple):
@@ -238,21 +245,50 @@ class _Column(NamedTuple):
 
 
 class _Cell(NamedTuple):
-    """A cell's lines and the width of each in terminal cells (measured once)."""
+    """A cell's lines and the width of each in terminal cells (measured once).
 
-    lines: list[Text]
+    A ``str`` line is kept as it is, without its control codes (as
+    :class:`Text` drops them); a column ``style`` makes it a :class:`Text`.
+    """
+
+    lines: list[Line]
     sizes: list[int]
 
     @classmethod
     def of(cls, value: CellValue, style: str = "") -> _Cell:
-        if isinstance(value, Text):
+        lines: list[Line]
+        if isinstance(value, str):
+            plain = strip_control_codes(value)
+            lines = [plain] if "\n" not in plain else _split_lines(plain)
+        elif isinstance(value, Text):
             lines = [value] if "\n" not in value.plain else list(value.split("\n"))
         else:
-            lines = list(value)
+            lines = [strip_control_codes(line) if isinstance(line, str) else line for line in value]
         if style:
-            for line in lines:
-                line.stylize_before(style)
-        return cls(lines, [cell_len(line.plain) for line in lines])
+            lines = [_stylized(line, style) for line in lines]
+        return cls(lines, [cell_len(_plain(line)) for line in lines])
+
+
+def _split_lines(text: str) -> list[Line]:
+    """``text`` cut at each newline, as :meth:`Text.split` does (no blank last line)."""
+    lines: list[Line] = list(text.split("\n"))
+    if text.endswith("\n"):
+        lines.pop()
+    return lines
+
+
+def _plain(line: Line) -> str:
+    return line if isinstance(line, str) else line.plain
+
+
+def _as_text(line: Line) -> Text:
+    return Text(line) if isinstance(line, str) else line
+
+
+def _stylized(line: Line, style: str) -> Text:
+    text = _as_text(line)
+    text.stylize_before(style)
+    return text
 
 
 class _Layout(NamedTuple):
@@ -357,7 +393,9 @@ class FittedTable:
                     pad = width - cell.sizes[number]
                     right = column.justify == "right"
                     plain.append(" " * (pending + pad if right else pending))
-                    if text.spans or text.style:
+                    if isinstance(text, str):
+                        plain.append(text)
+                    elif text.spans or text.style:
                         yield Segment("".join(plain))
                         plain.clear()
                         yield from _styled(console, text)
@@ -388,19 +426,19 @@ def _fit(console: Console, cell: _Cell, width: int, *, wrap: bool) -> _Cell:
     """``cell`` made to fit ``width``: its long lines wrapped, or cut with ``…``."""
     if max(cell.sizes) <= width:
         return cell
-    lines: list[Text] = []
+    lines: list[Line] = []
     for line, size in zip(cell.lines, cell.sizes, strict=True):
         if size <= width:
             lines.append(line)
         elif wrap:
-            for piece in line.wrap(console, width, overflow="fold"):
+            for piece in _as_text(line).wrap(console, width, overflow="fold"):
                 piece.rstrip()
                 lines.append(piece)
         else:
-            cut = line.copy()
+            cut = _as_text(line).copy()
             cut.truncate(width, overflow="ellipsis")
             lines.append(cut)
-    return _Cell(lines, [cell_len(line.plain) for line in lines])
+    return _Cell(lines, [cell_len(_plain(line)) for line in lines])
 
 
 def _grow(widths: dict[int, int], wanted: Mapping[int, int], spare: int) -> None:
@@ -438,27 +476,27 @@ def _fitted_table(
 
 
 def _status_columns(now: datetime, paused: bool) -> list[_Column]:
-    def failures(job: Mapping[str, Any]) -> Text:
+    def failures(job: Mapping[str, Any]) -> Line:
         count = int(job.get("total_failures") or 0)
-        return Text(str(count), style="red" if count else "")
+        return Text(str(count), style="red") if count else str(count)
 
     return [
-        _Column("NAME", lambda job: Text(str(job.get("name", "")))),
+        _Column("NAME", lambda job: str(job.get("name", ""))),
         _Column("SCHEDULE", _schedule_lines, hide=2, wrap=True),
         _Column("ENABLED", _enabled_lines, hide=1, wrap=True),
-        _Column("LAST RUN", lambda job: Text(relative_iso(job.get("last_run"), now)), hide=3),
+        _Column("LAST RUN", lambda job: relative_iso(job.get("last_run"), now), hide=3),
         _Column("STATUS", _last_status_text),
         _Column(
             "DURATION",
-            lambda job: Text(format_duration_ms(job.get("last_duration_ms"))),
+            lambda job: format_duration_ms(job.get("last_duration_ms")),
             hide=6,
             justify="right",
         ),
-        _Column("RUNS", lambda job: Text(str(job.get("total_runs") or 0)), 4, "right"),
+        _Column("RUNS", lambda job: str(job.get("total_runs") or 0), 4, "right"),
         _Column("FAILS", failures, hide=5, justify="right"),
         _Column(
             "AVG",
-            lambda job: Text(format_duration_ms(job.get("average_duration_ms"))),
+            lambda job: format_duration_ms(job.get("average_duration_ms")),
             hide=7,
             justify="right",
         ),
@@ -580,9 +618,9 @@ def job_detail(
     width: int | None = None,
 ) -> RenderableType:
     """``cronhub status JOB``: state, full configuration and the last runs."""
-    rows: list[tuple[Text, Text | list[Text]]] = []
+    rows: list[tuple[Text, CellValue]] = []
 
-    def row(key: str, value: Text | list[Text]) -> None:
+    def row(key: str, value: CellValue) -> None:
         rows.append((Text(key), value))
 
     row("name", Text(str(job.get("name", ""))))
@@ -624,7 +662,7 @@ def _time_with_relative(value: str | None, now: datetime) -> Text:
     return text
 
 
-def _next_detail(job: Mapping[str, Any], now: datetime, *, paused: bool) -> Text:
+def _next_detail(job: Mapping[str, Any], now: datetime, *, paused: bool) -> Line:
     text = _next_run_text(job, now, daemon_paused=paused)
     if job.get("next_run") and not (paused or job.get("paused")) and job.get("enabled"):
         return _time_with_relative(job["next_run"], now)

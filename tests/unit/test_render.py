@@ -317,3 +317,20 @@ class TestFittedTable:
         header = lines[0]
         runs_end = header.index("RUNS") + len("RUNS")
         assert all(line[runs_end - 1].isdigit() for line in lines[1:] if line.startswith("job-"))
+
+    def test_plain_str_cells_print_as_text_cells_do(self) -> None:
+        from rich.text import Text
+
+        columns = (render._Column("A"), render._Column("B", justify="right", style="bold"))
+        values = ["[red]x[/] \x07bell", "two\nlines\n", "tab\there"]
+        as_str = render.FittedTable(columns, [(v, v) for v in values], width=40)
+        as_text = render.FittedTable(columns, [(Text(v), Text(v)) for v in values], width=40)
+        for colour in (None, "truecolor"):
+            printed = []
+            for table in (as_str, as_text):
+                console = Console(record=True, width=40, color_system=colour, file=_Sink())
+                console.print(table)
+                printed.append(console.export_text(styles=True))
+            assert printed[0] == printed[1]
+            assert "[red]x[/]" in printed[0]
+            assert "\x07" not in printed[0]
