@@ -9,10 +9,11 @@ Start-up is kept short: :func:`main` builds the app with only the command
 being run, the command modules import typer at the top and everything heavier
 inside the function that needs it (so ``cronhub status`` never loads the ORM,
 croniter or pydantic), and :mod:`cronhub.cli.coerce` keeps Typer's pydantic
-adapters out of argument parsing.
+adapters out of argument parsing.  The command modules (and this one) do
+without ``from __future__ import annotations``: Typer reads the signature of
+each command it builds on every start, and would compile and evaluate every
+annotation string (names imported only for type checking are quoted instead).
 """
-
-from __future__ import annotations
 
 import importlib
 import sys
@@ -114,12 +115,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 _HIDDEN = frozenset({"shutdown"})  # an alias of "stop", named like the protocol op
 
 
-def build_app(names: Iterable[str] = COMMANDS) -> typer.Typer:
+def build_app(names: Iterable[str] = COMMANDS, *, completion: bool = True) -> typer.Typer:
     """The Typer app with the commands ``names`` (all of them by default).
 
     :func:`main` builds an app with just the command being run: Typer turns
     every registered function into a command on each start, and one is cheaper
-    than thirteen.
+    than thirteen.  It leaves out the ``--install-completion`` and
+    ``--show-completion`` options too (``completion=False``): they go before a
+    command name, so a command line naming one cannot use them.
     """
     application = typer.Typer(
         name="cronhub",
@@ -127,7 +130,7 @@ def build_app(names: Iterable[str] = COMMANDS) -> typer.Typer:
         help="cronhub: a job-scheduler daemon and its control CLI.",
         epilog=_EPILOG,
         no_args_is_help=True,
-        add_completion=True,
+        add_completion=completion,
         rich_markup_mode=None,
         pretty_exceptions_show_locals=False,
         context_settings={"help_option_names": ["-h", "--help"]},
@@ -164,8 +167,11 @@ def _root(
 def main(argv: Sequence[str] | None = None) -> None:
     """The console script ``cronhub``."""
     args = list(sys.argv[1:] if argv is None else argv)
-    wanted = [args[0]] if args and args[0] in COMMANDS else COMMANDS
-    build_app(wanted)(args=args, prog_name="cronhub")
+    if args and args[0] in COMMANDS:
+        application = build_app([args[0]], completion=False)
+    else:
+        application = build_app()
+    application(args=args, prog_name="cronhub")
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,5 @@
 """``cronhub reload``, ``cronhub ping`` and ``cronhub stop``."""
 
-from __future__ import annotations
-
 import time
 from pathlib import Path
 from typing import Annotated

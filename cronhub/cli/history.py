@@ -1,7 +1,5 @@
 """``cronhub history [JOB]``: runs, newest first."""
 
-from __future__ import annotations
-
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated

@@ -1,7 +1,5 @@
 """``cronhub enable JOB`` and ``cronhub disable JOB``: persisted overrides."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

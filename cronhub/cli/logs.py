@@ -1,7 +1,5 @@
 """``cronhub logs JOB [--run ID]``: the captured output of a run."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import Annotated, Any

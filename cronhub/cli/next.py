@@ -1,7 +1,5 @@
 """``cronhub next``: the coming fire times of a job or of a cron expression."""
 
-from __future__ import annotations
-
 import os
 import sys
 from datetime import datetime
@@ -134,7 +132,7 @@ def _expr_zone(tz: str | None, config: Path) -> str:
     return configured if isinstance(configured, str) and configured else "UTC"
 
 
-def _job_schedule(name: str, config: Path) -> tuple[Schedule, Text]:
+def _job_schedule(name: str, config: Path) -> tuple["Schedule", "Text"]:
     from cronhub.errors import JobNotFound
     from cronhub.registry_file import load_registry
     from cronhub.schedule import describe
@@ -152,7 +150,7 @@ def _job_schedule(name: str, config: Path) -> tuple[Schedule, Text]:
     return spec.schedule, title
 
 
-def _title(job: str | None, written: str, human: str, zone: str) -> Text:
+def _title(job: str | None, written: str, human: str, zone: str) -> "Text":
     from rich.text import Text
 
     text = Text()
@@ -165,7 +163,7 @@ def _title(job: str | None, written: str, human: str, zone: str) -> Text:
     return text
 
 
-def _explain_untimed(schedule: Schedule, json_output: bool) -> None:
+def _explain_untimed(schedule: "Schedule", json_output: bool) -> None:
     from cronhub.model import IntervalSchedule
 
     if isinstance(schedule, IntervalSchedule):

@@ -1,7 +1,5 @@
 """``cronhub run JOB [--wait]``: start a manual run."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any
 

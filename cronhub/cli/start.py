@@ -1,7 +1,5 @@
 """``cronhub start``: run the daemon in the foreground."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """``cronhub status [JOB]``: the jobs and their last and next runs."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

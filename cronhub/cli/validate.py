@@ -1,7 +1,5 @@
 """``cronhub validate``: check the whole registry without a daemon."""
 
-from __future__ import annotations
-
 import sys
 from collections.abc import Iterable
 from datetime import datetime
@@ -71,7 +69,7 @@ def validate(
     _print_summary(registry, [job_summary(spec, current) for spec in listed], current)
 
 
-def job_summary(spec: JobSpec, current: datetime) -> dict[str, Any]:
+def job_summary(spec: "JobSpec", current: datetime) -> dict[str, Any]:
     """A job's line in the summary: name, enabled, schedule and its next fire."""
     from cronhub.model import CronSchedule, IntervalSchedule
     from cronhub.schedule import next_fires
@@ -97,7 +95,7 @@ def job_summary(spec: JobSpec, current: datetime) -> dict[str, Any]:
     }
 
 
-def issue_json(issue: ConfigIssue) -> dict[str, Any]:
+def issue_json(issue: "ConfigIssue") -> dict[str, Any]:
     """One problem as ``{"path", "line", "col", "job", "field", "message"}``."""
     return {
         "path": issue.path,
@@ -111,8 +109,8 @@ def issue_json(issue: ConfigIssue) -> dict[str, Any]:
 
 def validation_json(
     *,
-    errors: Iterable[ConfigIssue] = (),
-    warnings: Iterable[ConfigIssue] = (),
+    errors: Iterable["ConfigIssue"] = (),
+    warnings: Iterable["ConfigIssue"] = (),
     jobs: Iterable[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The ``validate --json`` document; ``valid`` is true when there are no errors."""
@@ -133,13 +131,13 @@ def validation_json(
     }
 
 
-def _print_issues(issues: Iterable[ConfigIssue]) -> None:
+def _print_issues(issues: Iterable["ConfigIssue"]) -> None:
     # Plain lines, as compilers print them, so editors and grep can jump to them.
     for issue in issues:
         print(issue, file=sys.stderr)
 
 
-def _print_summary(registry: Registry, listed: list[dict[str, Any]], current: datetime) -> None:
+def _print_summary(registry: "Registry", listed: list[dict[str, Any]], current: datetime) -> None:
     """The headline, then a table of the ``listed`` jobs and how many more there are."""
     from rich.text import Text
 
