@@ -5,8 +5,9 @@ Errors are reported in one place, :func:`report_error`: every
 plain ``cronhub: …`` message on stderr (no traceback) and mapped to an exit
 status of :class:`~cronhub.cli.common.ExitCode`.
 
-Start-up is kept short: :func:`main` builds the app with only the command
-being run, the command modules import typer at the top and everything heavier
+Start-up is kept short: :func:`main` runs a command line that names a
+command with that command alone (:func:`command_app`), the command modules
+import typer at the top and everything heavier
 inside the function that needs it (so ``cronhub status`` never loads the ORM,
 croniter or pydantic), and :mod:`cronhub.cli.coerce` keeps Typer's pydantic
 adapters out of argument parsing.  The command modules (and this one) do
@@ -28,7 +29,7 @@ from cronhub.cli.coerce import LightCommand, lighten
 from cronhub.cli.common import ExitCode
 from cronhub.errors import ConfigError, CronhubError, DaemonNotRunning, ProtocolError
 
-__all__ = ["COMMANDS", "ExitCode", "app", "build_app", "main", "report_error"]
+__all__ = ["COMMANDS", "ExitCode", "app", "build_app", "command_app", "main", "report_error"]
 
 _EPILOG = (
     "Exit status: 0 ok; 1 failure (failed run, unknown job, busy job, invalid registry"
@@ -77,23 +78,26 @@ def _describe_remote(exc: ProtocolError) -> tuple[ExitCode, list[str]]:
     return ExitCode.FAILURE, [message]
 
 
-class CronhubGroup(TyperGroup):
-    """The root command group: turns a ``CronhubError`` into a message and exit status.
+class CronhubCommand(LightCommand):
+    """A command that turns a ``CronhubError`` into a message and exit status.
 
     Doing it here rather than around ``app()`` means ``typer.testing.CliRunner``
     and ``python -m cronhub.cli`` see exactly what the console script does.
-    Its own options skip pydantic, as :class:`LightCommand`'s do.
     """
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        lighten(self.get_params(ctx))  # completion and help options are added late
-        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except CronhubError as exc:
             raise typer.Exit(report_error(exc)) from None
+
+
+class CronhubGroup(TyperGroup):
+    """The root command group; its own options skip pydantic, as its commands' do."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        lighten(self.get_params(ctx))  # completion and help options are added late
+        return super().parse_args(ctx, args)
 
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -113,34 +117,47 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 """Every command: its module in ``cronhub.cli`` and its function, in help order."""
 _HIDDEN = frozenset({"shutdown"})  # an alias of "stop", named like the protocol op
+_SETTINGS: dict[str, Any] = {
+    "rich_markup_mode": None,
+    "pretty_exceptions_show_locals": False,
+    "context_settings": {"help_option_names": ["-h", "--help"]},
+}
+"""What every Typer app here shares."""
 
 
-def build_app(names: Iterable[str] = COMMANDS, *, completion: bool = True) -> typer.Typer:
-    """The Typer app with the commands ``names`` (all of them by default).
-
-    :func:`main` builds an app with just the command being run: Typer turns
-    every registered function into a command on each start, and one is cheaper
-    than thirteen.  It leaves out the ``--install-completion`` and
-    ``--show-completion`` options too (``completion=False``): they go before a
-    command name, so a command line naming one cannot use them.
-    """
+def build_app(names: Iterable[str] = COMMANDS) -> typer.Typer:
+    """The Typer app with the commands ``names`` (all of them by default)."""
     application = typer.Typer(
         name="cronhub",
         cls=CronhubGroup,
         help="cronhub: a job-scheduler daemon and its control CLI.",
         epilog=_EPILOG,
         no_args_is_help=True,
-        add_completion=completion,
-        rich_markup_mode=None,
-        pretty_exceptions_show_locals=False,
-        context_settings={"help_option_names": ["-h", "--help"]},
+        add_completion=True,
+        **_SETTINGS,
     )
     application.callback()(_root)
     for name in names:
-        module, function = COMMANDS[name]
-        command = getattr(importlib.import_module(f"cronhub.cli.{module}"), function)
-        application.command(name, cls=LightCommand, hidden=name in _HIDDEN)(command)
+        application.command(name, cls=CronhubCommand, hidden=name in _HIDDEN)(_function(name))
     return application
+
+
+def command_app(name: str) -> typer.Typer:
+    """An app of the command ``name`` alone, to run as the program ``cronhub NAME``.
+
+    :func:`main` runs one when the command line names a command: the root
+    group's options go before that name, so the group has nothing to add,
+    and Typer builds one command faster than a group of commands.  Help,
+    usage errors and exit statuses read as they do through the group.
+    """
+    application = typer.Typer(add_completion=False, **_SETTINGS)
+    application.command(name, cls=CronhubCommand)(_function(name))
+    return application
+
+
+def _function(name: str) -> Any:
+    module, function = COMMANDS[name]
+    return getattr(importlib.import_module(f"cronhub.cli.{module}"), function)
 
 
 def _show_version(value: bool) -> None:
@@ -168,10 +185,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """The console script ``cronhub``."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in COMMANDS:
-        application = build_app([args[0]], completion=False)
+        command_app(args[0])(args=args[1:], prog_name=f"cronhub {args[0]}")
     else:
-        application = build_app()
-    application(args=args, prog_name="cronhub")
+        build_app()(args=args, prog_name="cronhub")
 
 
 def __getattr__(name: str) -> Any:
