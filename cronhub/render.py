@@ -259,6 +259,8 @@ class _Cell(NamedTuple):
         lines: list[Line]
         if isinstance(value, str):
             plain = strip_control_codes(value)
+            if "\n" not in plain and not style:  # most cells
+                return cls([plain], [cell_len(plain)])
             lines = [plain] if "\n" not in plain else _split_lines(plain)
         elif isinstance(value, Text):
             lines = [value] if "\n" not in value.plain else list(value.split("\n"))
@@ -295,6 +297,10 @@ class _Layout(NamedTuple):
     shown: tuple[int, ...]
     widths: tuple[int, ...]
     hidden: tuple[str, ...]
+
+
+_Slot = tuple[int, int, bool, bool]
+"""A shown column as :meth:`FittedTable._row` lays it out: index, width, wrap, right-justified."""
 
 
 class FittedTable:
@@ -370,28 +376,29 @@ class FittedTable:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Segment]:
         layout = self._layout(options.max_width)
+        slots = [
+            (index, width, self.columns[index].wrap, self.columns[index].justify == "right")
+            for index, width in zip(layout.shown, layout.widths, strict=True)
+        ]
         if self.header is not None:
-            yield from self._row(console, self.header, layout)
+            yield from self._row(console, self.header, slots)
         for row in self.rows:
-            yield from self._row(console, row, layout)
+            yield from self._row(console, row, slots)
         if layout.hidden:
             caption = "hidden to fit the terminal: " + ", ".join(layout.hidden)
             yield from console.render(Text(caption + " (widen it, or use --json)", style="dim"))
 
-    def _row(self, console: Console, row: Sequence[_Cell], layout: _Layout) -> Iterator[Segment]:
-        columns = [self.columns[index] for index in layout.shown]
-        cells = [
-            _fit(console, row[index], width, wrap=column.wrap)
-            for index, width, column in zip(layout.shown, layout.widths, columns, strict=True)
-        ]
+    @staticmethod
+    def _row(console: Console, row: Sequence[_Cell], slots: Sequence[_Slot]) -> Iterator[Segment]:
+        cells = [_fit(console, row[index], width, wrap=wrap) for index, width, wrap, _ in slots]
         for number in range(max(len(cell.lines) for cell in cells)):
             plain: list[str] = []  # unstyled text, written as one segment
             pending = 0  # spaces owed before the next text; never written at a line's end
-            for cell, width, column in zip(cells, layout.widths, columns, strict=True):
-                if number < len(cell.lines) and cell.sizes[number]:
-                    text = cell.lines[number]
-                    pad = width - cell.sizes[number]
-                    right = column.justify == "right"
+            for (lines, sizes), (_index, width, _wrap, right) in zip(cells, slots, strict=True):
+                size = sizes[number] if number < len(sizes) else 0
+                if size:
+                    text = lines[number]
+                    pad = width - size
                     plain.append(" " * (pending + pad if right else pending))
                     if isinstance(text, str):
                         plain.append(text)
