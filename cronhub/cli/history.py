@@ -49,22 +49,22 @@ def history(
     """
     current = now()
     since_iso = None if since is None else parse_since(since, current).isoformat()
-    result = Daemon.from_options(config, socket).call(
+    reply = Daemon.from_options(config, socket).send(
         "history",
         job=job,
         limit=limit,
         status=None if status is None else status.value,
         since=since_iso,
     )
-    runs = result.get("runs", [])
     if json_output:
-        print_json(runs)
+        print_json(reply.result().get("runs", []))
         return
     from rich.text import Text
 
-    from cronhub import render
+    from cronhub import render  # loaded while the daemon prepares its answer
 
     console = stdout_console()
+    runs = reply.result().get("runs", [])
     if not runs:
         console.print(Text("No runs match.", style="dim"))
         return
