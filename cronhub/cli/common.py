@@ -1,8 +1,9 @@
 """What every command shares: options, socket resolution, the daemon client, output.
 
 Kept light on purpose: this module imports typer and the standard library
-only; rich consoles, the control client and the protocol are imported when
-first used, so ``cronhub --help`` and ``cronhub validate`` do not pay for them.
+only; rich consoles, the control client, the protocol and tomllib are
+imported when first used, so ``cronhub --help`` and ``cronhub validate`` do
+not pay for them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import json
 import os
 import re
 import sys
-import tomllib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -99,6 +99,8 @@ def scheduler_table(config: Path) -> Mapping[str, Any]:
 
 
 def _parsed_scheduler(text: str) -> dict[str, Any] | None:
+    import tomllib  # here: --socket and $CRONHUB_SOCKET need no registry
+
     try:
         table = tomllib.loads(text).get("scheduler")
     except tomllib.TOMLDecodeError:
