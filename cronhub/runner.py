@@ -122,17 +122,28 @@ def set_child_subreaper(enabled: bool = True) -> bool:
     except (OSError, AttributeError) as exc:
         log.debug("prctl(PR_SET_CHILD_SUBREAPER) failed: %s", exc)
         return False
+    _SUBREAPER[os.getpid()] = enabled
     return True
 
 
 def is_child_subreaper() -> bool:
-    """Whether this process is a child subreaper."""
+    """Whether this process is a child subreaper (asked once, then as set here)."""
+    pid = os.getpid()  # the flag is not inherited: a forked child asks again
+    known = _SUBREAPER.get(pid)
+    if known is not None:
+        return known
     value = ctypes.c_int(0)
     try:
         _prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(value))
     except (OSError, AttributeError):
         return False
+    _SUBREAPER[pid] = bool(value.value)
     return bool(value.value)
+
+
+_SUBREAPER: dict[int, bool] = {}
+"""The subreaper flag by process id: every run's end asks, and prctl via ctypes costs
+a GIL hand-off."""
 
 
 # --- /proc ---------------------------------------------------------------------------
@@ -353,15 +364,9 @@ def _may_have_leftovers() -> bool:
     When the list cannot be read, the answer is yes.
     """
     try:
-        fd = os.open(f"/proc/self/task/{os.getpid()}/children", os.O_RDONLY)
+        children = _CHILDREN.read()
     except OSError:  # a kernel without CONFIG_PROC_CHILDREN
         return True
-    try:
-        children = os.read(fd, 1 << 20).split()
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
     with _TABLE.lock:
         unknown = [pid for pid in map(int, children) if pid not in _TABLE.mains]
     own_sid = os.getsid(0)
@@ -370,6 +375,25 @@ def _may_have_leftovers() -> bool:
         if proc is not None and proc.sid != own_sid:
             return True
     return False
+
+
+class _ChildrenList:
+    """``/proc/self/task/PID/children`` of the main thread, kept open and re-read."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        self._pid = 0
+
+    def read(self) -> list[bytes]:
+        """The pids listed now (raises OSError if the list cannot be read)."""
+        pid = os.getpid()
+        if self._fd is None or self._pid != pid:  # first use, or in a forked child
+            self._fd = os.open(f"/proc/self/task/{pid}/children", os.O_RDONLY | os.O_CLOEXEC)
+            self._pid = pid
+        return os.pread(self._fd, 1 << 20, 0).split()  # a seq_file: re-read from 0
+
+
+_CHILDREN = _ChildrenList()
 
 
 def _stray_zombies(snapshot: _Snapshot) -> list[int]:
