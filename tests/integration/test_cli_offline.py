@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cronhub.cli import app
+from cronhub.cli import app, command_app
 from cronhub.cli.common import resolve_socket
 
 COMMANDS = [
@@ -114,6 +114,15 @@ def test_every_command_has_help(runner: CliRunner, command: str) -> None:
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"Usage: cronhub {command} [OPTIONS]")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_command_run_alone_reads_as_it_does_in_the_group(runner: CliRunner, command: str) -> None:
+    alone = command_app(command)  # what main() runs for "cronhub COMMAND ..."
+    for args in (["--help"], ["--no-such-option"]):
+        grouped = runner.invoke(app, [command, *args])
+        single = runner.invoke(alone, args, prog_name=f"cronhub {command}")
+        assert (single.exit_code, single.output) == (grouped.exit_code, grouped.output)
 
 
 def test_root_help_lists_commands_and_exit_statuses(runner: CliRunner) -> None:

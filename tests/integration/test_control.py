@@ -171,6 +171,11 @@ def test_client_call_returns_the_handlers_result(server: ServerThread) -> None:
     }
 
 
+def test_a_sent_request_is_answered_when_its_reply_is_read(server: ServerThread) -> None:
+    pending = ControlClient(server.path).send("history", job="a")
+    assert pending.result()["params"]["job"] == "a"  # type: ignore[index]
+
+
 def test_request_id_is_echoed(server: ServerThread) -> None:
     with connect(server.path) as sock:
         reply = exchange(sock, b'{"op": "ping", "id": "r-1"}\n')
@@ -389,6 +394,11 @@ def test_client_reports_no_daemon_when_the_socket_is_missing(sock_path: str) -> 
         ControlClient(sock_path).call("ping")
     assert caught.value.socket_path == sock_path
     assert "cronhub start" in str(caught.value)
+
+
+def test_send_reports_no_daemon_before_a_reply_is_awaited(sock_path: str) -> None:
+    with pytest.raises(DaemonNotRunning):
+        ControlClient(sock_path).send("ping")
 
 
 def test_client_reports_no_daemon_when_the_directory_is_missing(sock_dir: str) -> None:
