@@ -2,8 +2,7 @@
 
 Kept light on purpose: this module imports typer and the standard library
 only; rich consoles, the control client, the protocol and tomllib are
-imported when first used, so ``cronhub --help`` and ``cronhub validate`` do
-not pay for them.
+imported when first used, so each command pays only for what it uses.
 """
 
 from __future__ import annotations
