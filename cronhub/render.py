@@ -256,19 +256,19 @@ class _Cell(NamedTuple):
 
     @classmethod
     def of(cls, value: CellValue, style: str = "") -> _Cell:
+        if isinstance(value, str) and _simple(value) and not style:  # most cells
+            return cls([value], [len(value)])
         lines: list[Line]
         if isinstance(value, str):
             plain = strip_control_codes(value)
-            if "\n" not in plain and not style:  # most cells
-                return cls([plain], [cell_len(plain)])
             lines = [plain] if "\n" not in plain else _split_lines(plain)
         elif isinstance(value, Text):
             lines = [value] if "\n" not in value.plain else list(value.split("\n"))
         else:
-            lines = [strip_control_codes(line) if isinstance(line, str) else line for line in value]
+            lines = [_clean(line) for line in value]
         if style:
             lines = [_stylized(line, style) for line in lines]
-        return cls(lines, [cell_len(_plain(line)) for line in lines])
+        return cls(lines, [_width(line) for line in lines])
 
 
 def _split_lines(text: str) -> list[Line]:
@@ -279,8 +279,21 @@ def _split_lines(text: str) -> list[Line]:
     return lines
 
 
-def _plain(line: Line) -> str:
-    return line if isinstance(line, str) else line.plain
+def _simple(text: str) -> bool:
+    """Printable ASCII only: nothing to strip, one terminal cell a character."""
+    return text.isascii() and text.isprintable()
+
+
+def _clean(line: Line) -> Line:
+    """A ``str`` line without its control codes (as :class:`Text` drops them)."""
+    if isinstance(line, str) and not _simple(line):
+        return strip_control_codes(line)
+    return line
+
+
+def _width(line: Line) -> int:
+    plain = line if isinstance(line, str) else line.plain
+    return len(plain) if _simple(plain) else cell_len(plain)
 
 
 def _as_text(line: Line) -> Text:
@@ -390,7 +403,10 @@ class FittedTable:
 
     @staticmethod
     def _row(console: Console, row: Sequence[_Cell], slots: Sequence[_Slot]) -> Iterator[Segment]:
-        cells = [_fit(console, row[index], width, wrap=wrap) for index, width, wrap, _ in slots]
+        cells = [
+            row[index] if max(row[index].sizes) <= width else _fit(console, row[index], width, wrap)
+            for index, width, wrap, _ in slots
+        ]
         for number in range(max(len(cell.lines) for cell in cells)):
             plain: list[str] = []  # unstyled text, written as one segment
             pending = 0  # spaces owed before the next text; never written at a line's end
@@ -429,10 +445,8 @@ def _styled(console: Console, text: Text) -> Iterable[Segment]:
     return (Segment(text.plain, console.get_style(text.style)),)
 
 
-def _fit(console: Console, cell: _Cell, width: int, *, wrap: bool) -> _Cell:
-    """``cell`` made to fit ``width``: its long lines wrapped, or cut with ``…``."""
-    if max(cell.sizes) <= width:
-        return cell
+def _fit(console: Console, cell: _Cell, width: int, wrap: bool) -> _Cell:
+    """``cell``, too wide for ``width``, made to fit: its long lines wrapped, or cut with ``…``."""
     lines: list[Line] = []
     for line, size in zip(cell.lines, cell.sizes, strict=True):
         if size <= width:
@@ -445,7 +459,7 @@ def _fit(console: Console, cell: _Cell, width: int, *, wrap: bool) -> _Cell:
             cut = _as_text(line).copy()
             cut.truncate(width, overflow="ellipsis")
             lines.append(cut)
-    return _Cell(lines, [cell_len(_plain(line)) for line in lines])
+    return _Cell(lines, [_width(line) for line in lines])
 
 
 def _grow(widths: dict[int, int], wanted: Mapping[int, int], spare: int) -> None:
