@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Final
+from typing import Any, Final
 
 from cronhub import protocol
 from cronhub.errors import ControlError, DaemonNotRunning, ProtocolError
@@ -96,10 +96,11 @@ class PendingReply:
         self._timeout = timeout
         self._sent = sent
 
-    def result(self) -> object:
-        """Wait for the reply and return its ``result``; the connection is then closed.
+    def result(self) -> Any:
+        """Wait for the reply and return its ``result``, as decoded JSON.
 
-        Raises :class:`ProtocolError` as :meth:`ControlClient.call` does.
+        The connection is then closed.  Raises :class:`ProtocolError` as
+        :meth:`ControlClient.call` does.
         """
         with self._sock:
             try:
