@@ -8,20 +8,19 @@ exception and inspect it.  This module imports nothing from cronhub.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 
 class CronhubError(Exception):
     """Root of every cronhub exception."""
 
 
-@dataclass(frozen=True, slots=True)
-class ConfigIssue:
+class ConfigIssue(NamedTuple):
     """One problem found in a registry, located as precisely as the source allows.
 
     Printed as ``FILE:LINE[:COL]: job "NAME": field: message``; parts that are
-    unknown are left out.
+    unknown are left out.  (A named tuple: every CLI command imports this module,
+    and a dataclass costs more to define than the rest of it.)
     """
 
     message: str
