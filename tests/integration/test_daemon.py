@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import stat
 import subprocess
+import weakref
 from pathlib import Path
 
 import psutil
 import pytest
 
+from cronhub.daemon import _freeze_long_lived
 from tests.support import CRONHUB, daemon_process, wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -384,3 +387,22 @@ def test_enable_and_disable_are_kept_over_restarts_and_edits() -> None:
         daemon.write_registry(jobs.replace('timeout = "5s"', 'timeout = "5s"\nenabled = false'))
         wait_until(lambda: daemon.call("status", job="a")["jobs"][0]["enabled_config"] is False, 10)
         assert daemon.call("status", job="a")["jobs"][0]["enabled"] is True
+
+
+def test_long_lived_objects_leave_the_collector_and_cycles_frozen_earlier_still_die() -> None:
+    class Node:
+        pass
+
+    cycle = Node()
+    cycle.self = cycle  # type: ignore[attr-defined]
+    alive = weakref.ref(cycle)
+    try:
+        _freeze_long_lived()
+        assert gc.get_freeze_count() > 0  # full collections no longer walk them
+        del cycle  # garbage now, but only a collector can free a cycle
+        gc.collect()
+        assert alive() is not None  # frozen: ignored by collections...
+        _freeze_long_lived()
+        assert alive() is None  # ...until the next freeze collects first
+    finally:
+        gc.unfreeze()
