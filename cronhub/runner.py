@@ -602,7 +602,7 @@ def _popen(
         started_at, started_mono = datetime.now(UTC), time.monotonic()
         popen = subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=_devnull(),  # not DEVNULL: Popen would open and close it every time
             stdout=output_fd,
             stderr=output_fd,
             cwd=cwd,
@@ -616,6 +616,12 @@ def _popen(
             _TABLE.spawning -= 1
             if popen is not None:
                 _TABLE.mains[popen.pid] = run_id
+
+
+@functools.cache
+def _devnull() -> int:
+    """A read-only ``/dev/null`` kept open for runs' stdin (close-on-exec here)."""
+    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
 
 def _create_time(pid: int) -> float | None:
