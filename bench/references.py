@@ -18,8 +18,9 @@ Jobs are given as ``[name, period_s, offset_s]``: the job is due at every epoch
 second ``t`` with ``t % period == offset`` (``* * * * * *`` is ``[n, 1, 0]``,
 ``*/2 * * * * *`` is ``[n, 2, 0]``, ``S * * * * *`` is ``[n, 60, S]``).  The
 floor and APScheduler print one JSON document: ``{"starts": [[job,
-scheduled, started], ...]}`` with epoch seconds, ``started`` read just before
-the spawn call — the instant cronhub's runner records as a run's ``started_at``
+scheduled, started], ...], "cpu_s": CPU}`` with epoch seconds, ``started`` read
+just before the spawn call, and the CPU time of the process (user + system, all
+threads) over ``[start, end)`` — the instant cronhub's runner records as a run's ``started_at``
 (it reads the clock right before ``Popen``).
 """
 
@@ -34,7 +35,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 JobList = list[tuple[str, int, int]]
 StartList = list[tuple[str, float, float]]
@@ -170,6 +172,22 @@ def spawn_ceiling(seconds: float, threads: int, argv: Sequence[str]) -> dict[str
 # --- command line ---------------------------------------------------------------------
 
 
+async def _measured(
+    running: Coroutine[Any, Any, StartList], args: argparse.Namespace
+) -> dict[str, object]:
+    """The starts, and the CPU this process used in ``[start, end)`` (all threads)."""
+
+    async def sample() -> float:
+        await asyncio.sleep(max(0.0, args.start - time.time()))
+        began = time.process_time()
+        await asyncio.sleep(max(0.0, args.end - time.time()))
+        return time.process_time() - began
+
+    cpu = asyncio.create_task(sample())
+    starts = await running
+    return {"starts": starts, "cpu_s": await cpu}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.references")
     sub = parser.add_subparsers(dest="which", required=True)
@@ -192,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(args.jobs) as file:
             jobs = [(str(n), int(p), int(o)) for n, p, o in json.load(file)]
         run = floor if args.which == "floor" else apscheduler
-        result = {"starts": asyncio.run(run(jobs, args.start, args.end, command))}
+        result = asyncio.run(_measured(run(jobs, args.start, args.end, command), args))
     json.dump(result, sys.stdout)
     return 0
 

@@ -20,6 +20,7 @@ from bench.harness import (
     Start,
     StartStats,
     command_job,
+    cpu_seconds,
     fires_in,
     first_fire,
     history_starts,
@@ -71,6 +72,10 @@ def cronhub_starts(jobs: JobSet, duration: int, **scheduler: object) -> StartSta
             daemon.start()
             start = first_fire(time.time() + DAEMON_LEAD_S, align_of(jobs))
             end = start + duration
+            sleep_until(start)
+            cpu_before = cpu_seconds(daemon.pid)
+            sleep_until(end)
+            cpu_s = cpu_seconds(daemon.pid) - cpu_before
             sleep_until(end + SETTLE_S)
             wait_history_settled(daemon.database, start, end, timeout=30)
             ready_s = daemon.ready_after_s
@@ -81,7 +86,7 @@ def cronhub_starts(jobs: JobSet, duration: int, **scheduler: object) -> StartSta
     statuses: dict[str, int] = {}
     for run in runs:
         statuses[run.status] = statuses.get(run.status, 0) + 1
-    stats.extra.update(statuses=statuses, ready_s=ready_s)
+    stats.extra.update(statuses=statuses, ready_s=ready_s, cpu_s=cpu_s)
     return stats
 
 
@@ -96,6 +101,9 @@ def reference_starts(which: str, jobs: JobSet, duration: int) -> StartStats:
             [which, "--jobs", str(job_file), "--start", str(start), "--end", str(end)],
             timeout=duration + REFERENCE_LEAD_S + 120,
         )
-    starts = [Start(*s) for s in json.loads(done.stdout)["starts"]]
+    result = json.loads(done.stdout)
+    starts = [Start(*s) for s in result["starts"]]
     starts = [s for s in starts if start <= s.scheduled < end]
-    return start_stats(starts, expected_fires(jobs, start, end))
+    stats = start_stats(starts, expected_fires(jobs, start, end))
+    stats.extra.update(cpu_s=result["cpu_s"])
+    return stats

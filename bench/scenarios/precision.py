@@ -44,6 +44,7 @@ def bursts(settings: Settings) -> tuple[list[Row], dict[str, Any]]:
         }
         details[label] = {name: stats.as_dict() for name, stats in measured.items()}
         rows.extend(_burst_rows(label, measured))
+        rows.extend(_cpu_rows(label, measured))
     return rows, details
 
 
@@ -69,6 +70,20 @@ def _burst_rows(label: str, measured: dict[str, StartStats]) -> list[Row]:
                 )
             )
     return rows
+
+
+def _cpu_rows(label: str, measured: dict[str, StartStats]) -> list[Row]:
+    """CPU per run in the window, beside each reference's: what each start costs."""
+    per_run = {name: _cpu_ms_per_run(stats) for name, stats in measured.items()}
+    return [
+        vs_reference(label, "CPU per run", per_run["cronhub"], per_run[ref], ref, unit="ms")
+        for ref in ("floor", "apscheduler")
+    ]
+
+
+def _cpu_ms_per_run(stats: StartStats) -> float | None:
+    cpu_s = stats.extra.get("cpu_s")
+    return None if cpu_s is None or not stats.expected else cpu_s * 1000 / stats.expected
 
 
 def _lost_note(measured: dict[str, StartStats], ref: str) -> str:
