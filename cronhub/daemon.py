@@ -67,7 +67,7 @@ REAP_DELAY_S = 5.0
 EXTEND_STOP_MARGIN_S = 15.0
 """Asked of systemd beyond ``shutdown_grace`` for ending job trees and flushing history."""
 STORE_MAX_BATCH = 1_000
-"""Writes per transaction: a burst of 1,000 due runs commits its rows at once."""
+"""Writes per transaction when none is urgent (a burst's inserts go in slices)."""
 INSERT_WAIT_S = 2.0
 """How long a start waits for its ``running`` row to commit before spawning anyway."""
 
@@ -354,6 +354,9 @@ class Daemon:
     def _execute(self, actions: Iterable[Action]) -> None:
         loop = asyncio.get_running_loop()
         gates: list[asyncio.Future[bool | None]] = []
+        # One timer for the whole burst, not one per run; set first, so that
+        # every gate made below is covered even if the loop stops midway.
+        loop.call_later(INSERT_WAIT_S, _open_gates, gates)
         for action in actions:
             if isinstance(action, StartRun):
                 # Queue every row of a burst before any task runs: few transactions.
@@ -375,8 +378,6 @@ class Daemon:
                 )
                 self._store.submit("record_skip", action.request, action.reason)
                 self._resolve_waiters(self._not_started(action.request, action.reason))
-        if gates:  # one timer for the whole burst, not one per run
-            loop.call_later(INSERT_WAIT_S, _open_gates, gates)
 
     async def _launch(
         self, request: RunRequest, spec: JobSpec, gate: asyncio.Future[bool | None]
@@ -456,6 +457,7 @@ class Daemon:
         (job, scheduled time, attempt).
         """
         if not self._store.available:
+            gate.cancel()  # nobody reads its outcome: not even a failure to log
             return True  # in an outage: do not hold the start for a write that is held
         outcome = await gate
         if outcome is None:

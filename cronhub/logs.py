@@ -157,13 +157,16 @@ def configure_logging(
 def skip_unused_record_fields() -> None:
     """Stop ``logging`` filling in what our formats never show: caller, thread, process.
 
-    Process-wide (the ``logging`` HOWTO's "Optimization" switches); a busy daemon
-    logs two lines a run, and ``findCaller`` alone walks the stack for each.
+    Process-wide, for the daemon (the ``logging`` HOWTO's "Optimization" switches;
+    :func:`reset_logging` leaves them): a busy daemon logs two lines a run, and
+    ``findCaller`` alone walks the stack for each.  ``stack_info=True`` is off too.
     """
     logging._srcfile = None  # type: ignore[attr-defined]
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+    if hasattr(logging, "logAsyncioTasks"):  # Python 3.12 and later
+        logging.logAsyncioTasks = False
 
 
 def reset_logging() -> None:

@@ -355,24 +355,31 @@ _TABLE = _ProcessTable()
 def _may_have_leftovers() -> bool:
     """Whether a run's process may have outlived its main process (subreaper mode).
 
-    A subreaper adopts every orphan below it, and the kernel gives orphans to
-    the first live thread of the adopting process, its main thread (runs'
-    mains, forked by the spawn threads, are on those threads' lists).  So if
-    every child on the main thread's list is an unreaped main or in our own
-    session (the launcher), no run left anything behind.  Reading that list
-    costs a few microseconds; a scan of ``/proc`` on a busy host, milliseconds.
-    When the list cannot be read, the answer is yes.
+    A subreaper adopts every orphan below it, and the kernel (3.19 and later)
+    gives orphans to the first live thread of the adopting process, its main
+    thread; runs' mains, forked by the spawn threads, are on those threads'
+    lists.  So if every child on the main thread's list is an unreaped main or
+    in our own session (a launched run before its ``setsid()``), no run left
+    anything behind.  Reading that list costs microseconds; a scan of ``/proc``
+    on a busy host, milliseconds.  Whenever the list or a child's state cannot
+    be read, the answer is yes.
     """
-    try:
-        children = _CHILDREN.read()
-    except OSError:  # a kernel without CONFIG_PROC_CHILDREN
-        return True
-    with _TABLE.lock:
-        unknown = [pid for pid in map(int, children) if pid not in _TABLE.mains]
     own_sid = os.getsid(0)
+    # Held while reading: no reaper can take a child off the list meanwhile (the
+    # kernel may skip an entry when an earlier one goes during a read).
+    with _TABLE.lock:
+        try:
+            children = _CHILDREN.read()
+        except OSError:  # a kernel without CONFIG_PROC_CHILDREN
+            return True
+        unknown = [pid for pid in children if pid not in _TABLE.mains]
     for pid in unknown:
         proc = _read_proc(pid)
-        if proc is not None and proc.sid != own_sid:
+        if proc is None:
+            if os.path.exists(f"/proc/{pid}"):
+                return True  # there, but unreadable (out of descriptors?)
+            continue  # gone since
+        if proc.sid != own_sid:
             return True
     return False
 
@@ -384,13 +391,19 @@ class _ChildrenList:
         self._fd: int | None = None
         self._pid = 0
 
-    def read(self) -> list[bytes]:
+    def read(self) -> list[int]:
         """The pids listed now (raises OSError if the list cannot be read)."""
         pid = os.getpid()
         if self._fd is None or self._pid != pid:  # first use, or in a forked child
             self._fd = os.open(f"/proc/self/task/{pid}/children", os.O_RDONLY | os.O_CLOEXEC)
             self._pid = pid
-        return os.pread(self._fd, 1 << 20, 0).split()  # a seq_file: re-read from 0
+        # A seq_file: read from 0 each time, to the end (one read returns a page).
+        chunks = []
+        offset = 0
+        while chunk := os.pread(self._fd, 65_536, offset):
+            chunks.append(chunk)
+            offset += len(chunk)
+        return [int(field) for field in b"".join(chunks).split()]
 
 
 _CHILDREN = _ChildrenList()
@@ -1358,7 +1371,12 @@ class RunHandle:
             delay = min(delay * 2, 0.1)
 
     async def _live_members(self) -> list[_Proc]:
-        if self._exited.done() and is_child_subreaper() and not _may_have_leftovers():
+        if (
+            self._exited.done()
+            and self._spawned.pidfd is not None  # a kernel of 5.3 or later (see below)
+            and is_child_subreaper()
+            and not _may_have_leftovers()
+        ):
             return []  # the main is gone and nothing of any run was re-parented to us
         snapshot = await self._scanner.snapshot()
         members = snapshot.members(self._spawned.pid, self._request.run_id)

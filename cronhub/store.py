@@ -270,10 +270,10 @@ _LIST_COLUMNS = [c for c in _RUNS.c if c.name != "output"]
 
 _READS = frozenset({"job_states", "history", "get_run", "last_fired", "integrity_check"})
 _URGENT = frozenset({"insert_run"})
-_URGENT_SLICE = 32
-"""The most ops written in one transaction while urgent ones are queued."""
 """Submitted writes someone waits for (the daemon spawns a run once its row is
 committed): written at once.  Other submitted writes may wait a little for one."""
+_URGENT_SLICE = 32
+"""The most ops taken for one transaction while an urgent op (or a call) is queued."""
 _WRITES = frozenset(
     {
         "sync_jobs",
@@ -1542,7 +1542,8 @@ class StoreService:
     * Every call runs on that thread, in the order it was made, so a read sees every
       write submitted before it, and no session ever crosses threads.
     * :meth:`submit` queues a write and returns a future of its result at once.
-      Consecutive queued writes run in one transaction (up to ``max_batch``).  While
+      Consecutive queued writes run in one transaction (up to ``max_batch``; in
+      slices of 32 while someone waits for one of them).  While
       the database fails (locked, read-only, disk full, I/O error) they are held in
       memory, in order, and retried with exponential backoff from
       ``retry_initial_s`` to ``retry_max_s``; one warning is logged per outage and an
@@ -1703,8 +1704,9 @@ class StoreService:
                     or len(queue) >= self._max_batch
                     or queue[0].due <= now
                 ):
-                    # Runs wait for their urgent inserts: a long queue is committed in
-                    # slices, so the first runs start while the rest are written.
+                    # Someone waits (runs for their inserts, a caller for its call):
+                    # a long queue is written in slices, so the first runs start
+                    # while the rest are written.
                     limit = _URGENT_SLICE if self._urgent else self._max_batch
                     ops = [queue.popleft() for _ in range(min(len(queue), limit))]
                     self._urgent -= sum(op.urgent for op in ops)

@@ -283,6 +283,7 @@ def test_only_a_run_that_leaves_processes_behind_costs_a_proc_scan(
         return take_snapshot(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(runner_module, "_take_snapshot", counting)
+    Runner.reap_orphans()  # what earlier tests may have left on our list
     assert run(spec(command=("true",))).status is RunStatus.SUCCESS
     assert scans == 0  # the main is gone and no child of ours belongs to a run
     pidfile = tmp_path / "pids"
@@ -290,6 +291,32 @@ def test_only_a_run_that_leaves_processes_behind_costs_a_proc_scan(
     assert scans >= 1
     [grandchild] = read_pids(pidfile)
     assert gone(grandchild)
+
+
+def test_a_leftover_at_the_end_of_a_long_children_list_is_seen() -> None:
+    # More children than one page of /proc/self/task/PID/children holds; the
+    # kernel appends adopted orphans, so a leftover is at the end of the list.
+    procs = [
+        subprocess.Popen(["sleep", "30"], start_new_session=True, stdin=subprocess.DEVNULL)
+        for _ in range(800)
+    ]
+    *mains, leftover = procs
+    try:
+        with runner_module._TABLE.lock:
+            runner_module._TABLE.mains.update((p.pid, "run") for p in mains)
+        assert len(runner_module._CHILDREN.read()) >= 800
+        assert runner_module._may_have_leftovers()
+        with runner_module._TABLE.lock:
+            runner_module._TABLE.mains[leftover.pid] = "run"
+        assert not runner_module._may_have_leftovers()
+    finally:
+        with runner_module._TABLE.lock:
+            for p in procs:
+                runner_module._TABLE.mains.pop(p.pid, None)
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
 
 
 def test_double_forked_grandchild_is_found_without_subreaper(tmp_path: Path) -> None:
