@@ -354,11 +354,12 @@ class Daemon:
     def _execute(self, actions: Iterable[Action]) -> None:
         loop = asyncio.get_running_loop()
         gates: list[asyncio.Future[bool | None]] = []
-        # One timer for the whole burst, not one per run; set first, so that
-        # every gate made below is covered even if the loop stops midway.
-        loop.call_later(INSERT_WAIT_S, _open_gates, gates)
         for action in actions:
             if isinstance(action, StartRun):
+                if not gates:
+                    # One timer for the whole burst, not one per run; set before
+                    # any gate exists, so none is left without one.
+                    loop.call_later(INSERT_WAIT_S, _open_gates, gates)
                 # Queue every row of a burst before any task runs: few transactions.
                 inserted = self._store.submit(
                     "insert_run", action.request, started_at=self._clock.now()
