@@ -96,13 +96,7 @@ def vs_reference(
     ratio = None
     if value is not None and reference:
         ratio = value / reference
-    target, passed = "", None
-    if at_most is not None:
-        target = f"≤ {at_most:g}× {reference_name}"
-        passed = ratio is not None and ratio <= at_most
-    elif at_least is not None:
-        target = f"≥ {at_least:g}× {reference_name}"
-        passed = ratio is not None and ratio >= at_least
+    target, passed = _bound(ratio, f"× {reference_name}", at_most, at_least)
     return Row(
         scenario=scenario,
         metric=metric,
@@ -117,6 +111,17 @@ def vs_reference(
     )
 
 
+def _bound(
+    measured: float | None, suffix: str, at_most: float | None, at_least: float | None
+) -> tuple[str, bool | None]:
+    """The target's text and whether ``measured`` meets it (None: no target)."""
+    if at_most is not None:
+        return f"≤ {at_most:g}{suffix}", measured is not None and measured <= at_most
+    if at_least is not None:
+        return f"≥ {at_least:g}{suffix}", measured is not None and measured >= at_least
+    return "", None
+
+
 def vs_limit(
     scenario: str,
     metric: str,
@@ -128,13 +133,7 @@ def vs_limit(
     note: str = "",
 ) -> Row:
     """A figure against an absolute limit."""
-    target, passed = "", None
-    if at_most is not None:
-        target = f"≤ {at_most:g} {unit}"
-        passed = value is not None and value <= at_most
-    elif at_least is not None:
-        target = f"≥ {at_least:g} {unit}"
-        passed = value is not None and value >= at_least
+    target, passed = _bound(value, f" {unit}", at_most, at_least)
     return Row(
         scenario=scenario,
         metric=metric,

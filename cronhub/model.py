@@ -189,6 +189,21 @@ class RunResult:
     max_rss_kb: int | None = None
     pid: int | None = None
 
+    @classmethod
+    def never_ran(
+        cls, request: RunRequest, status: RunStatus, error: str, at: datetime
+    ) -> RunResult:
+        """The result of a run that ended, with ``error``, before any process ran."""
+        return cls(
+            run_id=request.run_id,
+            job_name=request.job_name,
+            status=status,
+            started_at=at,
+            completed_at=at,
+            duration_ms=0,
+            error=error,
+        )
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RunRecord:

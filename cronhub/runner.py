@@ -1186,16 +1186,7 @@ class RunHandle:
         handle.pid = None
         handle.pid_create_time = None
         handle._task = None
-        now = datetime.now(UTC)
-        handle._result = RunResult(
-            run_id=request.run_id,
-            job_name=request.job_name,
-            status=RunStatus.FAILED,
-            started_at=now,
-            completed_at=now,
-            duration_ms=0,
-            error=error,
-        )
+        handle._result = RunResult.never_ran(request, RunStatus.FAILED, error, datetime.now(UTC))
         return handle
 
     @property

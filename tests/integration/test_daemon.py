@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import os
 import signal
@@ -410,21 +409,19 @@ def test_long_lived_objects_leave_the_collector_after_garbage_is_collected() -> 
 
 
 def test_a_gate_opens_with_its_insert_or_unanswered_after_the_wait() -> None:
-    async def body() -> tuple[object, object, object, bool]:
-        loop = asyncio.get_running_loop()
+    loop = asyncio.new_event_loop()
+    try:
         inserted = [loop.create_future() for _ in range(4)]
         gates: list[asyncio.Future[bool | None]] = [loop.create_future() for _ in range(4)]
-        for future, gate in zip(inserted, gates, strict=True):
-            future.add_done_callback(functools.partial(_pass_outcome, gate))
         inserted[0].set_result(True)
         inserted[1].set_result(False)  # that tick is already in history
         inserted[2].set_exception(StoreError("disk full"))
-        await asyncio.sleep(0)
+        for done, gate in zip(inserted[:3], gates[:3], strict=True):
+            _pass_outcome(gate, done)
         _open_gates(gates)  # the burst's wait is over: the rest start unanswered
-        inserted[3].set_result(True)  # too late to change anything
-        await asyncio.sleep(0)
-        return gates[0].result(), gates[1].result(), gates[2].exception(), gates[3].result()
-
-    ok, duplicate, error, late = asyncio.run(body())
-    assert (ok, duplicate, late) == (True, False, None)
-    assert isinstance(error, StoreError)
+        inserted[3].set_result(True)
+        _pass_outcome(gates[3], inserted[3])  # too late to change anything
+        assert [gates[0].result(), gates[1].result(), gates[3].result()] == [True, False, None]
+        assert isinstance(gates[2].exception(), StoreError)
+    finally:
+        loop.close()
